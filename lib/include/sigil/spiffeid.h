@@ -33,6 +33,11 @@ int sigil_trust_domain_check(const char *td, size_t len, const char **why);
 int sigil_trust_domain_parse(const char *s, size_t len, char out[SIGIL_TRUST_DOMAIN_MAX + 1],
                              const char **why);
 
+/* Checks len bytes of path as the path part of an ID: "" or "/seg/..." by ID-5 (no empty,
+ * "." or ".." segment, no trailing '/', segments of [a-zA-Z0-9._-]). Returns 0 or
+ * SIGIL_ERR_INVALID / SIGIL_ERR_RANGE (cannot fit in any ID) with *why set. */
+int sigil_spiffeid_path_check(const char *path, size_t len, const char **why);
+
 /* Builds an ID from a trust domain and a path ("" or "/a/b"), validating both.
  * Returns 0 or an error + why. */
 int sigil_spiffeid_from_parts(const char *td, const char *path, struct sigil_spiffeid *out,
