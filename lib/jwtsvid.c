@@ -245,8 +245,6 @@ parse(const char *token, size_t len, struct parsed *pp, struct sigil_jwtsvid *ou
     pp->signed_len = (size_t)(d2 - token);
     pp->sig = d2 + 1;
     pp->sig_len = len - pp->signed_len - 1;
-    if (pp->sig_len == 0)
-        return fail(why, "J-1: the signature part is empty", SIGIL_ERR_INVALID);
 
     if ((r = load_part(token, (size_t)(d1 - token), HEADER_DEPTH_MAX, &h, why,
                        "J-1: header is not base64url",
@@ -256,6 +254,9 @@ parse(const char *token, size_t len, struct parsed *pp, struct sigil_jwtsvid *ou
     json_decref(h);
     if (r != 0)
         return r;
+    /* Only now: an unsigned "alg":"none" token must be refused by J-2 first. */
+    if (pp->sig_len == 0)
+        return fail(why, "J-1: the signature part is empty", SIGIL_ERR_INVALID);
     if ((r = load_part(d1 + 1, (size_t)(d2 - d1 - 1), PAYLOAD_DEPTH_MAX, &out->claims, why,
                        "J-1: payload is not base64url",
                        "J-1: payload is not a JSON object (or has duplicate keys)")) != 0)
