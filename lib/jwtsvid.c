@@ -365,7 +365,7 @@ sigil_jwtsvid_validate(const char *token, size_t len, const char *audience,
         goto out;
     r = SIGIL_ERR_NOTFOUND;
     /* J-10: only the bundle of the subject's own trust domain. */
-    if ((b = sigil_bundle_set_find(bundles, out->id.td)) == NULL) {
+    if (bundles == NULL || (b = sigil_bundle_set_find(bundles, out->id.td)) == NULL) {
         *why = "J-10: no bundle for the trust domain of sub: token untrusted";
         goto out;
     }
@@ -469,6 +469,9 @@ check_params(const struct sigil_jwtsvid_params *p, struct sigil_spiffeid *id, co
             return fail(why, "J-5: audiences must be non-empty", SIGIL_ERR_INVALID);
     if (p->exp <= p->iat)
         return fail(why, "J-6: exp must be after iat", SIGIL_ERR_INVALID);
+    if (p->iat < 0 || (int64_t)p->exp > DATE_MAX)
+        return fail(why, "J-6: iat and exp must lie between 1970 and 2^53 seconds",
+                    SIGIL_ERR_INVALID);
     if (p->extra != NULL) {
         if (!json_is_object(p->extra))
             return fail(why, "J-7: extra claims must be a JSON object", SIGIL_ERR_INVALID);

@@ -50,9 +50,10 @@ int sigil_jwtsvid_sign(const struct sigil_jwtsvid_params *p, char **token, const
 /* Validates len bytes of token for audience against bundles (J-1..J-10): compact form only,
  * alg checked first, header alg/kid/typ only, kid required, sub a SPIFFE ID with a path, the
  * bundle of sub's trust domain, the key of kid matching alg, the signature, aud contains
- * audience, exp not before now - leeway, nbf and iat not after now + leeway. On success fills
- * *out (sigil_jwtsvid_clear it). Returns 0 or, with *why naming the rule and *out cleared:
- * SIGIL_ERR_INVALID (malformed, forbidden alg/header/claim), SIGIL_ERR_RANGE (too large),
+ * audience, exp not before now - leeway, nbf and iat not after now + leeway. bundles may be
+ * NULL (nothing is trusted). *out is overwritten, not freed: clear it before reuse. On
+ * success fills *out (sigil_jwtsvid_clear it). Returns 0 or, with *why naming the rule and *out
+ * cleared: SIGIL_ERR_INVALID (malformed, forbidden alg/header/claim), SIGIL_ERR_RANGE (too large),
  * SIGIL_ERR_NOTFOUND (no bundle, unknown kid), SIGIL_ERR_VERIFY (key/alg mismatch, bad
  * signature), SIGIL_ERR_DENIED (audience not in aud), SIGIL_ERR_EXPIRED, SIGIL_ERR_NOMEM. */
 int sigil_jwtsvid_validate(const char *token, size_t len, const char *audience,

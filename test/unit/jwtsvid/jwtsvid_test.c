@@ -334,6 +334,9 @@ test_sign_options(void **state)
     p.exp = p.iat;
     assert_int_equal(sigil_jwtsvid_sign(&p, &tok, &why), SIGIL_ERR_INVALID);
     assert_non_null(strstr(why, "J-6"));
+    p.exp = (time_t)1 << 54;
+    assert_int_equal(sigil_jwtsvid_sign(&p, &tok, &why), SIGIL_ERR_INVALID);
+    assert_non_null(strstr(why, "J-6"));
     p.exp = NOW + 60;
     p.kid = "";
     assert_int_equal(sigil_jwtsvid_sign(&p, &tok, &why), SIGIL_ERR_INVALID);
@@ -535,6 +538,18 @@ test_trust_domain(void **state)
     p = payload(SUB, "\"svc-a\"", (long long)NOW + 300, "");
     fail_forged(forge("{\"alg\":\"ES256\",\"kid\":\"ec256\"}", p, other256, "ES256"),
                 SIGIL_ERR_VERIFY, "J-7");
+    /* No bundles at all: nothing is trusted. */
+    {
+        char *t = forge("{\"alg\":\"ES256\",\"kid\":\"ec256\"}", p, ec256, "ES256");
+        struct sigil_jwtsvid out;
+        const char *why = NULL;
+
+        assert_int_equal(sigil_jwtsvid_validate(t, strlen(t), "svc-a", NULL, NOW, 0, &out, &why),
+                         SIGIL_ERR_NOTFOUND);
+        assert_non_null(strstr(why, "J-10"));
+        assert_null(out.claims);
+        free(t);
+    }
     free(p);
 }
 
