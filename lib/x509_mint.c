@@ -252,7 +252,7 @@ out:
 /* ---- minting ---- */
 
 /* Everything one certificate needs; the public functions fill it in after their checks. */
-struct mint {
+struct mint_spec {
     X509 *issuer;     /* NULL: self-signed */
     EVP_PKEY *signer; /* issuer's (or own) private key */
     EVP_PKEY *pub;    /* the subject's public key */
@@ -423,7 +423,7 @@ out:
 }
 
 static int
-add_sans(X509 *x, const struct mint *m, bool crit)
+add_sans(X509 *x, const struct mint_spec *m, bool crit)
 {
     GENERAL_NAMES *gens = sk_GENERAL_NAME_new_null();
     int r = SIGIL_ERR_NOMEM;
@@ -469,7 +469,7 @@ out:
 }
 
 static int
-mint(const struct mint *m, X509 **out, const char **why)
+mint(const struct mint_spec *m, X509 **out, const char **why)
 {
     X509 *x = NULL;
     bool empty_subject;
@@ -570,7 +570,7 @@ ca_mint(const struct sigil_x509_ca_params *params, EVP_PKEY *pub, X509 *parent, 
     struct sigil_spiffeid tdid;
     char parent_td[SIGIL_TRUST_DOMAIN_MAX + 1];
     const char *idwhy = NULL;
-    struct mint m;
+    struct mint_spec m;
     int r;
 
     *out = NULL;
@@ -661,7 +661,7 @@ sigil_x509_mint_leaf(const struct sigil_x509_leaf_params *params, EVP_PKEY *pub,
     char issuer_td[SIGIL_TRUST_DOMAIN_MAX + 1];
     struct sigil_spiffeid id;
     const char *idwhy = NULL;
-    struct mint m;
+    struct mint_spec m;
     int r;
 
     *out = NULL;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include <openssl/asn1.h>
+#include <openssl/err.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
@@ -59,8 +60,10 @@ get_sans(X509 *cert, GENERAL_NAMES **sans, int *san_crit, const char **why)
 
     *sans = X509_get_ext_d2i(cert, NID_subject_alt_name, &crit, NULL);
     *san_crit = crit;
-    if (*sans == NULL && crit != -1)
+    if (*sans == NULL && crit != -1) {
+        ERR_clear_error();
         return fail(why, SIGIL_ERR_INVALID, "X-1: malformed subjectAltName extension");
+    }
     return 0;
 }
 
@@ -119,8 +122,10 @@ asn1_time_to_time_t(const ASN1_TIME *t, time_t *out)
     struct tm tm;
 
     memset(&tm, 0, sizeof tm);
-    if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1)
+    if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1) {
+        ERR_clear_error();
         return SIGIL_ERR_INVALID;
+    }
     *out = timegm(&tm);
     return 0;
 }
@@ -373,6 +378,7 @@ sigil_x509_svid_verify(STACK_OF(X509) * chain, STACK_OF(X509) * roots, time_t at
     X509_VERIFY_PARAM_set_time(param, at != 0 ? at : time(NULL));
     if (X509_verify_cert(ctx) != 1) {
         r = map_verify_error(X509_STORE_CTX_get_error(ctx), why);
+        ERR_clear_error();
         goto out;
     }
     if (id_out != NULL)

@@ -36,7 +36,8 @@ int sigil_x509_key_check(const EVP_PKEY *key, const char **why);
 int sigil_x509_key_write_file(const char *path, const EVP_PKEY *key);
 
 /* Reads a PKCS#8 PEM private key file (a regular file of at most SIGIL_X509_INPUT_MAX
- * bytes) into *out (caller frees). The bytes read are wiped. Returns 0 or SIGIL_ERR_IO /
+ * bytes; a symlink is followed, as mounted secrets are symlinks) into *out (caller frees).
+ * The bytes read are wiped. Returns 0 or SIGIL_ERR_IO /
  * SIGIL_ERR_RANGE / SIGIL_ERR_INVALID / SIGIL_ERR_UNSUPPORTED with *why set. */
 int sigil_x509_key_read_file(const char *path, EVP_PKEY **out, const char **why);
 
@@ -208,15 +209,18 @@ int sigil_x509_svid_check_leaf(X509 *cert, const char **why);
 int sigil_x509_svid_check_ca(X509 *cert, const char **why);
 
 /* Verifies an X.509-SVID chain (leaf first, then intermediates, at most
- * SIGIL_X509_CHAIN_MAX) against roots, the X.509 authorities of the bundle of the leaf's
- * own trust domain (the caller picks it from the leaf's ID, X-8, W-11): leaf checks, CA
+ * SIGIL_X509_CHAIN_MAX) against roots, the X.509 authorities (at most 4 *
+ * SIGIL_X509_CHAIN_MAX) of the bundle of the leaf's own trust domain (the caller picks it
+ * from the leaf's ID, X-8, W-11; sigil_x509_cert_spiffeid reads it): leaf checks, CA
  * checks on every intermediate, then RFC 5280 path validation by OpenSSL with
  * X509_V_FLAG_X509_STRICT, security level 2 and the time pinned to `at` (0 = now). Every
  * bundle certificate is a trust anchor even if not self-signed (X509_V_FLAG_PARTIAL_CHAIN:
  * a chain must end on a bundle certificate, never on one it brought itself). On success
  * *id_out (if not NULL) is the leaf's SPIFFE ID. Returns 0, SIGIL_ERR_INVALID (malformed
  * or a failed SVID check), SIGIL_ERR_EXPIRED (outside a validity period), SIGIL_ERR_VERIFY
- * (no path to the bundle, bad signature, name constraints) or SIGIL_ERR_RANGE, with *why. */
+ * (no path to the bundle, bad signature, name constraints) or SIGIL_ERR_RANGE, with *why.
+ * An intermediate's trust domain is not compared with the leaf's (X-3 says SHOULD); the
+ * name constraints our intermediates carry enforce it during path validation. */
 int sigil_x509_svid_verify(STACK_OF(X509) * chain, STACK_OF(X509) * roots, time_t at,
                            struct sigil_spiffeid *id_out, const char **why);
 
