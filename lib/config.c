@@ -427,6 +427,87 @@ yaml_fail(struct yaml *y, const char *name, struct sigil_config_error *err)
                 "invalid YAML: %s", msg);
 }
 
+/* Decodes one UTF-8 sequence strictly; returns its length and sets *cp, or 0 if the
+ * bytes at s are not UTF-8 (bad lead, bad continuation, overlong, surrogate, > U+10FFFF). */
+static size_t
+utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
+{
+    uint32_t c = s[0], min;
+    size_t len;
+
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    } else if (c >= 0xc2 && c <= 0xdf) {
+        len = 2;
+        c &= 0x1f;
+        min = 0x80;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        len = 3;
+        c &= 0x0f;
+        min = 0x800;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        len = 4;
+        c &= 0x07;
+        min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        c = (c << 6) | (s[i] & 0x3f);
+    }
+    if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+        return 0;
+    *cp = c;
+    return len;
+}
+
+/* Checks the raw text before libfyaml sees it: strict UTF-8, only YAML's printable
+ * characters (no C0/C1 controls but tab and line breaks, no U+FFFE/U+FFFF), and no
+ * directive lines ("%YAML", "%TAG"), which a config file never needs. Debian's libfyaml
+ * 0.7.12 loops forever or reads out of bounds on bad UTF-8 in directives and scalars
+ * (upstream issues #101, #175, #318, #370), so those inputs stop here with a line. */
+static int
+precheck(const char *text, size_t len, const char *name, struct sigil_config_error *err)
+{
+    const unsigned char *p = (const unsigned char *)text;
+    bool line_start = true;
+    int line = 1;
+    size_t i = 0;
+
+    if (len >= 3 && p[0] == 0xef && p[1] == 0xbb && p[2] == 0xbf)
+        i = 3; /* a byte order mark may open the file */
+    while (i < len) {
+        uint32_t cp;
+        size_t n;
+
+        if (line_start && p[i] == '%')
+            return fail(err, name, line, NULL, SIGIL_ERR_INVALID,
+                        "YAML directives (%%...) are not supported in config files");
+        line_start = false;
+        if (p[i] == '\n' || p[i] == '\r') {
+            if (p[i] == '\n' || i + 1 == len || p[i + 1] != '\n')
+                line++;
+            line_start = true;
+            i++;
+            continue;
+        }
+        if ((n = utf8_decode(p + i, len - i, &cp)) == 0)
+            return fail(err, name, line, NULL, SIGIL_ERR_INVALID, "not valid UTF-8 (byte 0x%02x)",
+                        p[i]);
+        if ((cp < 0x20 && cp != '\t') || (cp >= 0x7f && cp <= 0x9f && cp != 0x85) || cp == 0xfffe ||
+            cp == 0xffff)
+            return fail(err, name, line, NULL, SIGIL_ERR_INVALID,
+                        "control character U+%04X is not allowed", (unsigned)cp);
+        i += n;
+    }
+    return 0;
+}
+
 /* Parses exactly one YAML document (or none) from text. Duplicate keys are let through
  * here so that the walk can report them with their key and both lines. */
 static int
@@ -439,6 +520,8 @@ yaml_open(struct yaml *y, const char *text, size_t len, const char *name,
     int r;
 
     memset(y, 0, sizeof *y);
+    if ((r = precheck(text, len, name, err)) != 0)
+        return r;
     fy_diag_cfg_default(&dcfg);
     dcfg.fp = NULL;
     dcfg.output_fn = diag_discard;

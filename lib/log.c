@@ -1,12 +1,13 @@
-/* Log lines, human or JSON. A line is built whole in memory and handed to one write(2),
- * which keeps threads from interleaving inside a line. Every caller text goes through an
- * escaper that decodes UTF-8 strictly, so no field can end a line early, forge another
- * one, smuggle terminal controls, or make a JSON line invalid. */
+/* Log lines, human or JSON. A line is built whole in memory and handed to one write(2)
+ * under a lock, which keeps threads from interleaving inside a line. Every caller text
+ * goes through an escaper that decodes UTF-8 strictly, so no field can end a line early,
+ * forge another one, smuggle terminal controls, or make a JSON line invalid. */
 #include "sigil/log.h"
 #include "sigil/buf.h"
 #include "sigil/err.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -29,6 +30,9 @@ static const char *const human_levels[] = {"DEBUG", "INFO ", "WARN ", "ERROR"};
 static _Atomic int g_level = SIGIL_LOG_INFO;
 static _Atomic int g_format = SIGIL_LOG_HUMAN;
 static _Atomic int g_fd = 2;
+/* One write(2) per line keeps pipes whole; the lock also keeps lines whole in a file
+ * opened without O_APPEND and across the rare short write. */
+static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
 
 void
 sigil_log_set_level(enum sigil_log_level level)
@@ -300,16 +304,18 @@ timestamp(char *buf, size_t n)
 static void
 write_all(int fd, const char *p, size_t n)
 {
+    pthread_mutex_lock(&write_lock);
     while (n > 0) {
         ssize_t w = write(fd, p, n);
 
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)
-            return; /* nowhere to report a failing log; drop the line */
+            break; /* nowhere to report a failing log; drop the line */
         p += w;
         n -= (size_t)w;
     }
+    pthread_mutex_unlock(&write_lock);
 }
 
 /* Field keys renamed so that a JSON line never holds one name twice: a key equal to a

@@ -490,11 +490,14 @@ c_locale_init(void)
     c_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
 }
 
-/* Shortest "%g" text that reads back as v ("0.1", "2.5", "1e+06"), Prometheus spellings
- * for the specials. The caller has switched to the C locale, so the point is a '.'. */
+/* The shortest text that reads back as v, spelled the way Prometheus' own Go clients
+ * spell it (strconv 'g', -1): plain digits for exponents -4..5 ("0.005", "60000"), else
+ * "1e+06"; "+Inf", "-Inf", "NaN" for the specials. The caller switched to the C locale. */
 static void
 fmt_double(double v, char *buf, size_t n)
 {
+    int digits, exp;
+
     if (isnan(v)) {
         snprintf(buf, n, "NaN");
         return;
@@ -503,11 +506,15 @@ fmt_double(double v, char *buf, size_t n)
         snprintf(buf, n, "%s", v > 0 ? "+Inf" : "-Inf");
         return;
     }
-    for (int prec = 1; prec <= 17; prec++) {
-        snprintf(buf, n, "%.*g", prec, v);
+    for (digits = 1; digits < 17; digits++) {
+        snprintf(buf, n, "%.*e", digits - 1, v);
         if (strtod(buf, NULL) == v)
-            return;
+            break;
     }
+    snprintf(buf, n, "%.*e", digits - 1, v);
+    exp = atoi(strchr(buf, 'e') + 1);
+    if (exp >= -4 && exp < 6) /* %g stays in plain notation while exp < precision */
+        snprintf(buf, n, "%.*g", digits > 6 ? digits : 6, v);
 }
 
 /* Decodes one UTF-8 sequence strictly; returns its length, or 0 for a bad byte. */

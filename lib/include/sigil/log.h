@@ -36,7 +36,8 @@ extern const char *const sigil_log_format_names[];
 void sigil_log_set_level(enum sigil_log_level level);
 /* Sets the line format (default SIGIL_LOG_HUMAN). Thread-safe. */
 void sigil_log_set_format(enum sigil_log_format format);
-/* Sets the file descriptor lines go to (default 2, stderr); the caller keeps owning it. */
+/* Sets the file descriptor lines go to (default 2, stderr); the caller keeps owning it.
+ * Lines up to PIPE_BUF bytes stay whole on a pipe; open a file with O_APPEND. */
 void sigil_log_set_fd(int fd);
 /* Returns true if a line at level would be written (to skip costly formatting). */
 bool sigil_log_enabled(enum sigil_log_level level);

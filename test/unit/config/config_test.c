@@ -375,6 +375,42 @@ test_yaml_errors(void **state)
                  "server.yaml:1: keys must be plain words (found a list as a key)");
 }
 
+/* What is refused before libfyaml parses anything (it hangs on some such inputs). */
+static void
+test_raw_text_checks(void **state)
+{
+    (void)state;
+    struct sigil_config_error err;
+    struct cfg c;
+
+    /* the input that made Debian's libfyaml 0.7.12 loop forever in fy_scan_directive */
+    expect_error("a: &x 0\nb: *x\n%-{-\x8a"
+                 "c d\n",
+                 SIGIL_ERR_INVALID, 3, "",
+                 "server.yaml:3: YAML directives (%...) are not supported in config files");
+    expect_error("%YAML 1.2\n---\ntrust_domain: td\n", SIGIL_ERR_INVALID, 1, "",
+                 "server.yaml:1: YAML directives (%...) are not supported in config files");
+    expect_error("trust_domain: td\ndata_dir: /a\xff\n", SIGIL_ERR_INVALID, 2, "",
+                 "server.yaml:2: not valid UTF-8 (byte 0xff)");
+    expect_error("trust_domain: td\r\ndata_dir: \xc0\xaf\n", SIGIL_ERR_INVALID, 2, "",
+                 "server.yaml:2: not valid UTF-8 (byte 0xc0)");
+    expect_error("trust_domain: t\x1b[2Jd\n", SIGIL_ERR_INVALID, 1, "",
+                 "server.yaml:1: control character U+001B is not allowed");
+    expect_error("\n\ntrust_domain: \xc2\x9b\n", SIGIL_ERR_INVALID, 3, "",
+                 "server.yaml:3: control character U+009B is not allowed");
+    /* NUL bytes in the text, not as an escape */
+    assert_int_equal(sigil_config_load_string(schema, "server.yaml", "a: 1\n\0", 6, &c, &err),
+                     SIGIL_ERR_INVALID);
+    assert_string_equal(err.text, "server.yaml:2: control character U+0000 is not allowed");
+    /* a byte order mark, tabs in comments, CRLF and non-ASCII text are fine */
+    assert_int_equal(load("\xef\xbb\xbftrust_domain: t\xc3\xa9st # \t\r\n"
+                          "server: {bind_port: 5}\r\n",
+                          &c, &err),
+                     0);
+    assert_string_equal(c.trust_domain, "t\xc3\xa9st");
+    sigil_config_free(schema, &c);
+}
+
 static void
 test_files(void **state)
 {
@@ -582,19 +618,13 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_every_type),
-        cmocka_unit_test(test_defaults),
-        cmocka_unit_test(test_other_spellings),
-        cmocka_unit_test(test_bad_integer),
-        cmocka_unit_test(test_bad_scalars),
-        cmocka_unit_test(test_wrong_kind),
-        cmocka_unit_test(test_unknown_keys),
-        cmocka_unit_test(test_duplicates),
-        cmocka_unit_test(test_missing_required),
-        cmocka_unit_test(test_yaml_errors),
-        cmocka_unit_test(test_files),
-        cmocka_unit_test(test_schema_checks),
-        cmocka_unit_test(test_print_doc),
+        cmocka_unit_test(test_every_type),       cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_other_spellings),  cmocka_unit_test(test_bad_integer),
+        cmocka_unit_test(test_bad_scalars),      cmocka_unit_test(test_wrong_kind),
+        cmocka_unit_test(test_unknown_keys),     cmocka_unit_test(test_duplicates),
+        cmocka_unit_test(test_missing_required), cmocka_unit_test(test_yaml_errors),
+        cmocka_unit_test(test_raw_text_checks),  cmocka_unit_test(test_files),
+        cmocka_unit_test(test_schema_checks),    cmocka_unit_test(test_print_doc),
         cmocka_unit_test(test_print_doc_loads),
     };
 
