@@ -164,7 +164,7 @@ rsa_to_pkey(const json_t *jwk, EVP_PKEY **out, const char **why)
         goto out;
     bits = BN_num_bits(bn_n);
     if (bits < SIGIL_JWK_RSA_MIN_BITS || bits > SIGIL_JWK_RSA_MAX_BITS) {
-        *why = "RFC 7518 §6.3.1: RSA keys must have 2048 to 16384 bits";
+        *why = "RFC 7518 §3.3: RSA keys must have 2048 bits or more (and 16384 at most here)";
         r = SIGIL_ERR_UNSUPPORTED;
         goto out;
     }
@@ -255,7 +255,7 @@ sigil_jwk_check_pkey(const EVP_PKEY *key, const char **why)
     if (key != NULL && EVP_PKEY_is_a(key, "EC")) {
         if (sigil_jwk_ec_curve(key) != NULL)
             return 0;
-        *why = "EC key not on P-256, P-384 or P-521";
+        *why = "J-2: EC keys must be on P-256, P-384 or P-521";
         return SIGIL_ERR_UNSUPPORTED;
     }
     if (key != NULL && EVP_PKEY_is_a(key, "RSA")) {
@@ -263,10 +263,10 @@ sigil_jwk_check_pkey(const EVP_PKEY *key, const char **why)
 
         if (bits >= SIGIL_JWK_RSA_MIN_BITS && bits <= SIGIL_JWK_RSA_MAX_BITS)
             return 0;
-        *why = "RSA key must have 2048 to 16384 bits";
+        *why = "RFC 7518 §3.3: RSA keys must have 2048 bits or more (and 16384 at most here)";
         return SIGIL_ERR_UNSUPPORTED;
     }
-    *why = "key type not supported (EC P-256/P-384/P-521 or RSA only)";
+    *why = "J-2: keys must be EC (P-256, P-384, P-521) or RSA";
     return SIGIL_ERR_UNSUPPORTED;
 }
 
