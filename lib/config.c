@@ -678,15 +678,14 @@ dup_scalar(const char *s, size_t len, char **out)
 }
 
 static int
-parse_list(const struct sigil_config_field *f, struct fy_node *v, struct sigil_config_strlist *l,
-           struct problem *pb)
+parse_list(struct fy_node *v, struct sigil_config_strlist *l, struct problem *pb)
 {
     void *it = NULL;
     struct fy_node *item;
-    size_t count = (size_t)fy_node_sequence_item_count(v), i = 0;
+    int items = fy_node_sequence_item_count(v);
+    size_t count = items > 0 ? (size_t)items : 0, i = 0;
     int r;
 
-    (void)f;
     l->items = NULL;
     l->n = 0;
     if (count == 0)
@@ -743,7 +742,7 @@ parse_value(const struct sigil_config_field *f, struct fy_node *v, void *dst, st
                                                              : kind_name(v));
             return SIGIL_ERR_INVALID;
         }
-        return parse_list(f, v, dst, pb);
+        return parse_list(v, dst, pb);
     }
     if (fy_node_get_type(v) != FYNT_SCALAR) {
         problem_set(pb, 0, "expected %s, got %s", want, kind_name(v));
@@ -1083,6 +1082,8 @@ walk_pair(struct loader *l, struct fy_node_pair *pair, const char *prefix, int s
                         "dotted keys are not read as paths; nest the parts as sections");
         return fail(l->err, l->name, line, path, SIGIL_ERR_INVALID, "unknown key");
     }
+    if (v == NULL) /* libfyaml gives "key:" a null scalar; be safe if it ever does not */
+        return fail(l->err, l->name, line, path, SIGIL_ERR_INVALID, "has no value");
     for (size_t i = 0; i < *nseen; i++) {
         if (seen[i].n == klen && memcmp(seen[i].p, k, klen) == 0)
             return fail(l->err, l->name, line, path, SIGIL_ERR_INVALID,

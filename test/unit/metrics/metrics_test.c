@@ -134,6 +134,10 @@ test_labelled_histogram_and_escaping(void **state)
     assert_int_equal(sigil_gauge_set_with(g, 1e21, "big", NULL), 0);
     assert_int_equal(sigil_gauge_add_with(g, 0.1, "tenth", NULL), 0);
     assert_int_equal(sigil_gauge_set_with(g, 1, "bad\xff\xc0utf8", NULL), 0);
+    assert_int_equal(sigil_gauge_set_with(g, 123456, "6 digits", NULL), 0);
+    assert_int_equal(sigil_gauge_set_with(g, 1234567, "7 digits", NULL), 0);
+    assert_int_equal(sigil_gauge_set_with(g, 0.00001, "small", NULL), 0);
+    assert_int_equal(sigil_gauge_set_with(g, -0.0001, "negative", NULL), 0);
     text = render(m);
     assert_string_equal(
         text, "# HELP http_seconds Latency \\\\ by \"route\"\\nper path.\n"
@@ -154,7 +158,11 @@ test_labelled_histogram_and_escaping(void **state)
               "odd:values{path=\"-inf\"} -Inf\n"
               "odd:values{path=\"big\"} 1e+21\n"
               "odd:values{path=\"tenth\"} 0.1\n"
-              "odd:values{path=\"bad\xef\xbf\xbd\xef\xbf\xbdutf8\"} 1\n");
+              "odd:values{path=\"bad\xef\xbf\xbd\xef\xbf\xbdutf8\"} 1\n"
+              "odd:values{path=\"6 digits\"} 123456\n"
+              "odd:values{path=\"7 digits\"} 1.234567e+06\n"
+              "odd:values{path=\"small\"} 1e-05\n"
+              "odd:values{path=\"negative\"} -0.0001\n");
     free(text);
     sigil_metrics_free(m);
 }
