@@ -297,8 +297,19 @@ timestamp(char *buf, size_t n)
 
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
-    snprintf(buf, n, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+    /* every field is bounded, but gcc cannot see it through struct tm: go through strftime */
+    size_t k = strftime(buf, n, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (k == 0 || n - k < 6) {
+        buf[0] = '\0';
+        return;
+    }
+    unsigned ms = (unsigned)(ts.tv_nsec / 1000000) % 1000u;
+    buf[k++] = '.';
+    buf[k++] = (char)('0' + ms / 100);
+    buf[k++] = (char)('0' + ms / 10 % 10);
+    buf[k++] = (char)('0' + ms % 10);
+    buf[k++] = 'Z';
+    buf[k] = '\0';
 }
 
 static void
