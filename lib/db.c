@@ -374,15 +374,17 @@ sigil_db_conninfo_describe(const char *conninfo)
                 r = sigil_buf_append_str(&b, " ");
             if (r == 0)
                 r = sigil_buf_appendf(&b, "%s=", o->keyword);
-            /* quoted as a conninfo value when it needs to be */
-            bool quote = strpbrk(o->val, " '\\\t\n") != NULL;
+            /* quoted as a conninfo value when it needs to be; control bytes shown as '?' so
+             * a value cannot forge a log line */
+            bool quote = strpbrk(o->val, " '\\") != NULL;
             if (r == 0 && quote)
                 r = sigil_buf_append_str(&b, "'");
             for (const char *p = o->val; *p != '\0' && r == 0; p++) {
-                if (*p == '\'' || *p == '\\')
+                unsigned char ch = (unsigned char)*p;
+                if (ch == '\'' || ch == '\\')
                     r = sigil_buf_append_str(&b, "\\");
                 if (r == 0)
-                    r = sigil_buf_append(&b, p, 1);
+                    r = sigil_buf_append(&b, ch < 0x20 || ch == 0x7f ? "?" : p, 1);
             }
             if (r == 0 && quote)
                 r = sigil_buf_append_str(&b, "'");
