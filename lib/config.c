@@ -3,6 +3,7 @@
  * "yes"/"on" booleans, no implicit octal), unknown, duplicate and missing keys are errors
  * naming file, line and key, and nothing of the file is trusted to be printable. */
 #include "sigil/config.h"
+#include "sigil/utf8.h"
 #include "sigil/duration.h"
 #include "sigil/err.h"
 
@@ -427,45 +428,6 @@ yaml_fail(struct yaml *y, const char *name, struct sigil_config_error *err)
                 "invalid YAML: %s", msg);
 }
 
-/* Decodes one UTF-8 sequence strictly; returns its length and sets *cp, or 0 if the
- * bytes at s are not UTF-8 (bad lead, bad continuation, overlong, surrogate, > U+10FFFF). */
-static size_t
-utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
-{
-    uint32_t c = s[0], min;
-    size_t len;
-
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    } else if (c >= 0xc2 && c <= 0xdf) {
-        len = 2;
-        c &= 0x1f;
-        min = 0x80;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        c &= 0x0f;
-        min = 0x800;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        c &= 0x07;
-        min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        c = (c << 6) | (s[i] & 0x3f);
-    }
-    if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-        return 0;
-    *cp = c;
-    return len;
-}
-
 /* Checks the raw text before libfyaml sees it: strict UTF-8, only YAML's printable
  * characters (no C0/C1 controls but tab and line breaks, no U+FFFE/U+FFFF), and no
  * directive lines ("%YAML", "%TAG"), which a config file never needs. Debian's libfyaml
@@ -496,7 +458,7 @@ precheck(const char *text, size_t len, const char *name, struct sigil_config_err
             i++;
             continue;
         }
-        if ((n = utf8_decode(p + i, len - i, &cp)) == 0)
+        if ((n = sigil_utf8_decode(p + i, len - i, &cp)) == 0)
             return fail(err, name, line, NULL, SIGIL_ERR_INVALID, "not valid UTF-8 (byte 0x%02x)",
                         p[i]);
         if ((cp < 0x20 && cp != '\t') || (cp >= 0x7f && cp <= 0x9f && cp != 0x85) || cp == 0xfffe ||

@@ -3,6 +3,7 @@
  * goes through an escaper that decodes UTF-8 strictly, so no field can end a line early,
  * forge another one, smuggle terminal controls, or make a JSON line invalid. */
 #include "sigil/log.h"
+#include "sigil/utf8.h"
 #include "sigil/buf.h"
 #include "sigil/err.h"
 
@@ -96,44 +97,18 @@ sigil_log_format_parse(const char *s, enum sigil_log_format *out, const char **w
 
 #define BAD_UTF8 UINT32_MAX
 
-/* Decodes one UTF-8 sequence strictly (no overlongs, surrogates or values past U+10FFFF);
- * returns its length, or 1 with *cp = BAD_UTF8 for a byte that starts nothing valid. */
+/* One code point at s: its length, or 1 with *cp = BAD_UTF8 for a byte that starts
+ * nothing valid (the escapers replace it and go on). */
 static size_t
 utf8_next(const unsigned char *s, size_t n, uint32_t *cp)
 {
-    uint32_t c = s[0], min;
-    size_t len;
+    size_t k = sigil_utf8_decode(s, n, cp);
 
-    *cp = BAD_UTF8;
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    } else if (c >= 0xc2 && c <= 0xdf) {
-        len = 2;
-        c &= 0x1f;
-        min = 0x80;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        c &= 0x0f;
-        min = 0x800;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        c &= 0x07;
-        min = 0x10000;
-    } else {
+    if (k == 0) {
+        *cp = BAD_UTF8;
         return 1;
     }
-    if (len > n)
-        return 1;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 1;
-        c = (c << 6) | (s[i] & 0x3f);
-    }
-    if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-        return 1;
-    *cp = c;
-    return len;
+    return k;
 }
 
 /* Code points that some viewer takes as a line break or that reorder what is shown:

@@ -3,6 +3,7 @@
  * come from peers, so their count per metric is capped and they are escaped (and made
  * valid UTF-8) on the way out; names come from code and are validated on registration. */
 #include "sigil/metrics.h"
+#include "sigil/utf8.h"
 #include "sigil/err.h"
 
 #include <locale.h>
@@ -517,42 +518,6 @@ fmt_double(double v, char *buf, size_t n)
         snprintf(buf, n, "%.*g", digits > 6 ? digits : 6, v);
 }
 
-/* Decodes one UTF-8 sequence strictly; returns its length, or 0 for a bad byte. */
-static size_t
-utf8_len(const unsigned char *s, size_t n)
-{
-    uint32_t c = s[0], min;
-    size_t len;
-
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf) {
-        len = 2;
-        c &= 0x1f;
-        min = 0x80;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        c &= 0x0f;
-        min = 0x800;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        c &= 0x07;
-        min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        c = (c << 6) | (s[i] & 0x3f);
-    }
-    if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-        return 0;
-    return len;
-}
-
 /* Escapes \ and newline (and " inside label values); bytes that are not UTF-8 become
  * U+FFFD, since the format is UTF-8 and a scraper may reject the whole page otherwise. */
 static int
@@ -563,7 +528,8 @@ put_escaped(struct sigil_buf *b, const char *s, bool label_value)
     int r = 0;
 
     for (size_t i = 0; i < len && r == 0;) {
-        size_t n = utf8_len(p + i, len - i);
+        uint32_t cp;
+        size_t n = sigil_utf8_decode(p + i, len - i, &cp);
 
         if (n == 0) {
             r = sigil_buf_append(b, "\xef\xbf\xbd", 3);

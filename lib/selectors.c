@@ -3,6 +3,7 @@
  * printing in order. Selector text is untrusted (configs, the admin API, attestors' input):
  * every byte is checked here, without <ctype.h>. */
 #include "sigil/selectors.h"
+#include "sigil/utf8.h"
 #include "sigil/err.h"
 
 #include <stdint.h>
@@ -48,47 +49,15 @@ check_value(const char *v, size_t len, const char **why)
     if (len > SIGIL_SELECTOR_VALUE_MAX)
         return fail(why, "selector: value is longer than 1024 bytes", SIGIL_ERR_RANGE);
     while (i < len) {
-        unsigned char c = p[i];
-        size_t n;
-        unsigned char lo = 0x80, hi = 0xbf; /* allowed range of the first continuation byte */
+        uint32_t cp;
+        size_t n = sigil_utf8_decode(p + i, len - i, &cp);
 
-        if (c < 0x80) {
-            if (c < 0x20 || c == 0x7f)
-                return fail(why, control, SIGIL_ERR_INVALID);
-            i++;
-            continue;
-        }
-        if (c >= 0xc2 && c <= 0xdf) {
-            n = 1;
-            if (c == 0xc2)
-                lo = 0xa0; /* C2 80..C2 9F are the C1 controls */
-        } else if (c >= 0xe0 && c <= 0xef) {
-            n = 2;
-            if (c == 0xe0)
-                lo = 0xa0; /* overlong */
-            else if (c == 0xed)
-                hi = 0x9f; /* surrogates */
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            n = 3;
-            if (c == 0xf0)
-                lo = 0x90; /* overlong */
-            else if (c == 0xf4)
-                hi = 0x8f; /* over U+10FFFF */
-        } else {
+        if (n == 0)
             return fail(why, utf8, SIGIL_ERR_INVALID);
-        }
-        if (len - i - 1 < n)
-            return fail(why, utf8, SIGIL_ERR_INVALID);
-        if (p[i + 1] < lo || p[i + 1] > hi) {
-            if (c == 0xc2 && p[i + 1] >= 0x80 && p[i + 1] <= 0x9f)
-                return fail(why, control, SIGIL_ERR_INVALID);
-            return fail(why, utf8, SIGIL_ERR_INVALID);
-        }
-        for (size_t k = 2; k <= n; k++) {
-            if (p[i + k] < 0x80 || p[i + k] > 0xbf)
-                return fail(why, utf8, SIGIL_ERR_INVALID);
-        }
-        i += n + 1;
+        /* C0 controls, DEL and the C1 controls U+0080..U+009F */
+        if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f))
+            return fail(why, control, SIGIL_ERR_INVALID);
+        i += n;
     }
     return 0;
 }
