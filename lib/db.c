@@ -676,12 +676,82 @@ conn_usable(struct sigil_db_conn *c)
     return 0;
 }
 
+/* libpq's three parallel arrays for one statement's parameters. */
+struct wire_params {
+    const char **values;
+    int *lengths;
+    int *formats;
+};
+
+static void
+wire_params_free(struct wire_params *w)
+{
+    free(w->values);
+    free(w->lengths);
+    free(w->formats);
+    memset(w, 0, sizeof *w);
+}
+
+static size_t
+param_len(const struct sigil_db_param *p)
+{
+    if (p->value == NULL)
+        return 0;
+    return p->binary ? p->len : strnlen(p->value, SIGIL_DB_PARAM_MAX + 1);
+}
+
+/* Checks a statement and its parameters against the caps; errors are recorded on c. */
+static int
+params_check(struct sigil_db_conn *c, const char *sql, const struct sigil_db_param *params,
+             size_t nparams)
+{
+    if (sql == NULL || (nparams > 0 && params == NULL)) {
+        conn_err(c, "", "sigil_db: no statement or no parameters");
+        return SIGIL_ERR_INVALID;
+    }
+    if (nparams > PARAMS_MAX) {
+        conn_err(c, "", "sigil_db: %zu parameters, at most %u", nparams, PARAMS_MAX);
+        return SIGIL_ERR_RANGE;
+    }
+    for (size_t i = 0; i < nparams; i++) {
+        if (param_len(&params[i]) > SIGIL_DB_PARAM_MAX) {
+            conn_err(c, "", "sigil_db: parameter $%zu is over %u bytes", i + 1, SIGIL_DB_PARAM_MAX);
+            return SIGIL_ERR_RANGE;
+        }
+    }
+    return 0;
+}
+
+/* Checks a statement and lays its parameters out for libpq; errors are recorded on c. */
+static int
+wire_params_make(struct sigil_db_conn *c, const char *sql, const struct sigil_db_param *params,
+                 size_t nparams, struct wire_params *w)
+{
+    int r;
+
+    memset(w, 0, sizeof *w);
+    if ((r = params_check(c, sql, params, nparams)) != 0 || nparams == 0)
+        return r;
+    if ((w->values = calloc(nparams, sizeof *w->values)) == NULL ||
+        (w->lengths = calloc(nparams, sizeof *w->lengths)) == NULL ||
+        (w->formats = calloc(nparams, sizeof *w->formats)) == NULL) {
+        wire_params_free(w);
+        conn_err(c, "", "out of memory");
+        return SIGIL_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < nparams; i++) {
+        w->values[i] = params[i].value;
+        w->lengths[i] = (int)param_len(&params[i]);
+        w->formats[i] = params[i].binary ? 1 : 0;
+    }
+    return 0;
+}
+
 int
 sigil_db_exec(struct sigil_db_conn *c, const char *sql, const struct sigil_db_param *params,
               size_t nparams, struct sigil_db_res **out)
 {
-    const char **values = NULL;
-    int *lengths = NULL, *formats = NULL;
+    struct wire_params w = {0};
     PGresult *res = NULL;
     int r;
 
@@ -690,58 +760,171 @@ sigil_db_exec(struct sigil_db_conn *c, const char *sql, const struct sigil_db_pa
     if (c == NULL)
         return SIGIL_ERR_INVALID;
     conn_err_clear(c);
-    if (sql == NULL || (nparams > 0 && params == NULL)) {
-        conn_err(c, "", "sigil_db_exec: no statement or no parameters");
-        return SIGIL_ERR_INVALID;
-    }
-    if (nparams > PARAMS_MAX) {
-        conn_err(c, "", "sigil_db_exec: %zu parameters, at most %u", nparams, PARAMS_MAX);
-        return SIGIL_ERR_RANGE;
-    }
-    if ((r = conn_usable(c)) != 0)
-        return r;
-    if (nparams > 0 && ((values = calloc(nparams, sizeof *values)) == NULL ||
-                        (lengths = calloc(nparams, sizeof *lengths)) == NULL ||
-                        (formats = calloc(nparams, sizeof *formats)) == NULL)) {
-        r = SIGIL_ERR_NOMEM;
-        conn_err(c, "", "out of memory");
+    if ((r = wire_params_make(c, sql, params, nparams, &w)) != 0 || (r = conn_usable(c)) != 0)
         goto out;
-    }
-    for (size_t i = 0; i < nparams; i++) {
-        const struct sigil_db_param *p = &params[i];
-        size_t len = p->value == NULL ? 0
-                     : p->binary      ? p->len
-                                      : strnlen(p->value, SIGIL_DB_PARAM_MAX + 1);
-        if (len > SIGIL_DB_PARAM_MAX) {
-            r = SIGIL_ERR_RANGE;
-            conn_err(c, "", "sigil_db_exec: parameter $%zu is over %u bytes", i + 1,
-                     SIGIL_DB_PARAM_MAX);
-            goto out;
-        }
-        values[i] = p->value;
-        lengths[i] = (int)len;
-        formats[i] = p->binary ? 1 : 0;
-    }
-    res = PQexecParams(c->pg, sql, (int)nparams, NULL, values, lengths, formats, 0);
+    res = PQexecParams(c->pg, sql, (int)nparams, NULL, w.values, w.lengths, w.formats, 0);
     if ((r = check_result(c, res)) != 0)
         goto out;
     if (out != NULL) {
-        struct sigil_db_res *w;
-        if ((w = malloc(sizeof *w)) == NULL) {
+        struct sigil_db_res *wr;
+        if ((wr = malloc(sizeof *wr)) == NULL) {
             r = SIGIL_ERR_NOMEM;
             conn_err(c, "", "out of memory");
             goto out;
         }
-        w->pg = res;
+        wr->pg = res;
         res = NULL;
-        *out = w;
+        *out = wr;
     }
 out:
     PQclear(res);
-    free(values);
-    free(lengths);
-    free(formats);
+    wire_params_free(&w);
     return r;
+}
+
+/* A batch's connection failed mid-protocol: it cannot be reused. */
+static int
+batch_broken(struct sigil_db_conn *c, const char *what)
+{
+    conn_err(c, "", "database connection lost during a batch (%s): %s", what,
+             PQerrorMessage(c->pg));
+    conn_drop(c);
+    return SIGIL_ERR_IO;
+}
+
+/* Reads every result that is ready; returns 1 once the batch's sync arrived, 0 if more are
+ * to come, or a negative error if the connection broke. The first failed statement's error
+ * is recorded on c, its index in *failed_at and its code in *first. */
+static int
+batch_read(struct sigil_db_conn *c, size_t sent, bool synced, size_t *finished, size_t *failed_at,
+           int *first)
+{
+    PGresult *res;
+
+    /* a NULL result ends one statement's results; past the last one sent, libpq would keep
+     * answering NULL, so stop there unless the sync is still to come */
+    while (!PQisBusy(c->pg) && (*finished < sent || synced)) {
+        if ((res = PQgetResult(c->pg)) == NULL) {
+            if (*finished == sent)
+                return batch_broken(c, "result out of order");
+            (*finished)++;
+            continue;
+        }
+        switch (PQresultStatus(res)) {
+        case PGRES_PIPELINE_SYNC:
+            PQclear(res);
+            return *finished == sent ? 1 : batch_broken(c, "early sync");
+        case PGRES_COMMAND_OK:
+        case PGRES_TUPLES_OK:
+        case PGRES_PIPELINE_ABORTED: /* skipped after an earlier failure */
+            break;
+        case PGRES_FATAL_ERROR:
+            if (*first == 0) {
+                *first = check_result(c, res);
+                *failed_at = *finished;
+                if (*first == 0)
+                    *first = SIGIL_ERR_IO;
+            }
+            break;
+        default:
+            PQclear(res);
+            return batch_broken(c, "unexpected result");
+        }
+        PQclear(res);
+    }
+    return 0;
+}
+
+int
+sigil_db_exec_batch(struct sigil_db_conn *c, const struct sigil_db_stmt *stmts, size_t n,
+                    size_t *failed_at)
+{
+    size_t sent = 0, finished = 0, failed = 0;
+    bool synced = false, flushing = false;
+    int first = 0, r, fr;
+
+    if (failed_at != NULL)
+        *failed_at = 0;
+    if (c == NULL)
+        return SIGIL_ERR_INVALID;
+    conn_err_clear(c);
+    if (n > 0 && stmts == NULL) {
+        conn_err(c, "", "sigil_db_exec_batch: no statements");
+        return SIGIL_ERR_INVALID;
+    }
+    if (n == 0)
+        return 0;
+    /* every statement is checked before the first is sent: a refusal sends nothing */
+    for (size_t i = 0; i < n; i++) {
+        const struct sigil_db_stmt *st = &stmts[i];
+        if ((r = params_check(c, st->sql, st->params, st->nparams)) != 0) {
+            if (failed_at != NULL)
+                *failed_at = i;
+            return r;
+        }
+    }
+    if ((r = conn_usable(c)) != 0)
+        return r;
+    if (!PQenterPipelineMode(c->pg)) {
+        conn_err(c, "", "sigil_db_exec_batch: cannot enter pipeline mode: %s",
+                 PQerrorMessage(c->pg));
+        return SIGIL_ERR_STATE;
+    }
+    /* non-blocking, so sending never stalls while the server waits for us to read */
+    if (PQsetnonblocking(c->pg, 1) != 0)
+        return batch_broken(c, "non-blocking mode");
+    for (;;) {
+        while (sent < n && !flushing) {
+            const struct sigil_db_stmt *st = &stmts[sent];
+            struct wire_params w;
+            if ((r = wire_params_make(c, st->sql, st->params, st->nparams, &w)) != 0) {
+                /* out of memory halfway: nothing is synced yet, so closing the connection
+                 * rolls back what was sent */
+                struct sigil_db_error keep = c->err;
+                conn_drop(c);
+                c->err = keep;
+                if (failed_at != NULL)
+                    *failed_at = sent;
+                return r;
+            }
+            fr = PQsendQueryParams(c->pg, st->sql, (int)st->nparams, NULL, w.values, w.lengths,
+                                   w.formats, 0);
+            wire_params_free(&w);
+            if (!fr)
+                return batch_broken(c, "send");
+            sent++;
+            if ((fr = PQflush(c->pg)) < 0)
+                return batch_broken(c, "flush");
+            flushing = fr == 1;
+        }
+        if (sent == n && !synced) {
+            if (!PQpipelineSync(c->pg))
+                return batch_broken(c, "sync");
+            synced = true;
+            if ((fr = PQflush(c->pg)) < 0)
+                return batch_broken(c, "flush");
+            flushing = fr == 1;
+        }
+        if (!PQconsumeInput(c->pg))
+            return batch_broken(c, "read");
+        if ((r = batch_read(c, sent, synced, &finished, &failed, &first)) < 0)
+            return r;
+        if (r == 1)
+            break;
+        struct pollfd p = {.fd = PQsocket(c->pg), .events = POLLIN | (flushing ? POLLOUT : 0)};
+        if (poll(&p, 1, -1) < 0 && errno != EINTR)
+            return batch_broken(c, "poll");
+        if (flushing) {
+            if ((fr = PQflush(c->pg)) < 0)
+                return batch_broken(c, "flush");
+            flushing = fr == 1;
+        }
+    }
+    if (PQsetnonblocking(c->pg, 0) != 0 || !PQexitPipelineMode(c->pg))
+        return batch_broken(c, "leaving pipeline mode");
+    if (first != 0 && failed_at != NULL)
+        *failed_at = failed;
+    return first;
 }
 
 int
@@ -1394,16 +1577,28 @@ on_listen_readable(uv_poll_t *h, int status, int events)
         listener_down(l, uv_strerror(status));
         return;
     }
-    if (!PQconsumeInput(l->pg)) {
-        listener_down(l, PQerrorMessage(l->pg));
-        return;
+    /* Over TLS, one read may leave further records inside OpenSSL where poll cannot see
+     * them: consume again while a round still brought notifications. */
+    for (int round = 0; round < 64; round++) {
+        int got = 0;
+        if (!PQconsumeInput(l->pg)) {
+            listener_down(l, PQerrorMessage(l->pg));
+            return;
+        }
+        while (!l->stopped && l->pg != NULL && (n = PQnotifies(l->pg)) != NULL) {
+            got++;
+            l->cb(l->arg, SIGIL_DB_LISTEN_NOTIFY, n->extra != NULL ? n->extra : "");
+            PQfreemem(n);
+        }
+        if (l->stopped || l->pg == NULL)
+            return;
+        if (PQstatus(l->pg) != CONNECTION_OK) {
+            listener_down(l, PQerrorMessage(l->pg));
+            return;
+        }
+        if (got == 0)
+            break;
     }
-    while (!l->stopped && l->pg != NULL && (n = PQnotifies(l->pg)) != NULL) {
-        l->cb(l->arg, SIGIL_DB_LISTEN_NOTIFY, n->extra != NULL ? n->extra : "");
-        PQfreemem(n);
-    }
-    if (!l->stopped && l->pg != NULL && PQstatus(l->pg) != CONNECTION_OK)
-        listener_down(l, PQerrorMessage(l->pg));
 }
 
 /* On libuv's threadpool: connect and LISTEN, blocking, so the loop never waits on either. */

@@ -87,6 +87,20 @@ int sigil_db_exec(struct sigil_db_conn *c, const char *sql, const struct sigil_d
  * Returns 0 or a negative SIGIL_ERR_* with sigil_db_conn_error(c) set. */
 int sigil_db_exec_script(struct sigil_db_conn *c, const char *sql);
 
+/* One statement of a batch. */
+struct sigil_db_stmt {
+    const char *sql;
+    const struct sigil_db_param *params;
+    size_t nparams;
+};
+/* Runs n statements in pipeline mode: sent back to back, one round trip for the lot, atomic
+ * (one implicit transaction, or part of the caller's sigil_db_tx). Rows they return are
+ * dropped: for writes. Returns 0, or the first failure with sigil_db_conn_error(c) set and,
+ * if failed_at is not NULL, the index of the statement that failed (the later ones were
+ * skipped and nothing was committed). */
+int sigil_db_exec_batch(struct sigil_db_conn *c, const struct sigil_db_stmt *stmts, size_t n,
+                        size_t *failed_at);
+
 /* Returns true if c is inside a transaction block that has not failed (for code that runs
  * scripts inside sigil_db_tx and must notice a script that ended the transaction itself). */
 bool sigil_db_in_transaction(const struct sigil_db_conn *c);

@@ -240,6 +240,113 @@ sleep_work(struct sigil_db_conn *c, void *arg)
     return sigil_db_exec(c, "SELECT pg_sleep(0.3)", NULL, 0, NULL);
 }
 
+/* Pipeline batches: 10,000 inserts in one round trip inside a transaction; a failure in the
+ * middle names the statement and leaves nothing behind; a refused statement sends nothing. */
+#define NBATCH 10000
+
+struct batch {
+    int status;
+    bool finished;
+    char log[512];
+    double took;
+};
+
+static int
+batch_body(struct sigil_db_conn *c, void *arg, int attempt)
+{
+    static char keys[NBATCH][12];
+    struct sigil_db_stmt *st = NULL;
+    struct sigil_db_param *p = NULL;
+    size_t failed = 99;
+    int r = SIGIL_ERR_NOMEM;
+
+    (void)arg;
+    (void)attempt;
+    if ((st = calloc(NBATCH, sizeof *st)) == NULL || (p = calloc(NBATCH, sizeof *p)) == NULL)
+        goto out;
+    for (int i = 0; i < NBATCH; i++) {
+        snprintf(keys[i], sizeof keys[i], "%d", i + 1);
+        p[i] = SIGIL_DB_TEXT(keys[i]);
+        st[i] = (struct sigil_db_stmt){"INSERT INTO b (k, note) VALUES ($1, 'batch')", &p[i], 1};
+    }
+    r = sigil_db_exec_batch(c, st, NBATCH, &failed);
+out:
+    free(st);
+    free(p);
+    return r;
+}
+
+static int
+batch_work(struct sigil_db_conn *c, void *arg)
+{
+    struct batch *b = arg;
+    const struct sigil_db_error *e = sigil_db_conn_error(c);
+    struct sigil_db_res *res = NULL;
+    size_t failed = 99;
+    int64_t n = -1;
+    int r, fails = 0;
+    double t0 = now_s();
+
+#define EXPECT(cond, what)                                                                         \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fails++;                                                                               \
+            snprintf(b->log + strlen(b->log), sizeof b->log - strlen(b->log), "[%s: %s] ", what,   \
+                     e->message);                                                                  \
+        }                                                                                          \
+    } while (0)
+
+    r = sigil_db_tx(c, SIGIL_DB_READ_COMMITTED, 3, batch_body, b);
+    b->took = now_s() - t0;
+    EXPECT(r == 0, "batch of 10000 in a transaction");
+    r = sigil_db_exec(c, "SELECT count(*) FROM b", NULL, 0, &res);
+    EXPECT(r == 0 && sigil_db_res_int64(res, 0, 0, &n) == 0 && n == NBATCH, "10000 rows");
+    sigil_db_res_free(res);
+    res = NULL;
+
+    /* outside a transaction the batch is one implicit transaction: all or nothing */
+    struct sigil_db_stmt bad[] = {
+        {"INSERT INTO b (k) VALUES (20001)", NULL, 0},
+        {"INSERT INTO b (k) VALUES (20002)", NULL, 0},
+        {"INSERT INTO b (k) VALUES (20001)", NULL, 0},
+        {"INSERT INTO b (k) VALUES (20003)", NULL, 0},
+    };
+    r = sigil_db_exec_batch(c, bad, 4, &failed);
+    EXPECT(r == SIGIL_ERR_EXISTS && failed == 2 && strcmp(e->sqlstate, "23505") == 0,
+           "the duplicate (statement 2) fails the batch");
+    r = sigil_db_exec(c, "SELECT count(*) FROM b WHERE k > 20000", NULL, 0, &res);
+    EXPECT(r == 0 && sigil_db_res_int64(res, 0, 0, &n) == 0 && n == 0,
+           "nothing of the failed batch stayed");
+    sigil_db_res_free(res);
+    res = NULL;
+
+    struct sigil_db_stmt refused[] = {
+        {"INSERT INTO b (k) VALUES (30001)", NULL, 0},
+        {NULL, NULL, 0},
+    };
+    failed = 99;
+    r = sigil_db_exec_batch(c, refused, 2, &failed);
+    EXPECT(r == SIGIL_ERR_INVALID && failed == 1, "a statement without SQL is refused");
+    r = sigil_db_exec(c, "SELECT count(*) FROM b WHERE k > 30000", NULL, 0, &res);
+    EXPECT(r == 0 && sigil_db_res_int64(res, 0, 0, &n) == 0 && n == 0,
+           "and nothing of that batch was sent");
+    sigil_db_res_free(res);
+    EXPECT(sigil_db_exec_batch(c, NULL, 0, NULL) == 0, "an empty batch is nothing");
+    b->status = fails;
+    return 0;
+#undef EXPECT
+}
+
+static void
+batch_done(void *arg, int status)
+{
+    struct batch *b = arg;
+
+    if (status != 0)
+        b->status = -1000 + status;
+    b->finished = true;
+}
+
 static int
 scenario_pool(uv_loop_t *loop, const char *conninfo)
 {
@@ -291,6 +398,17 @@ scenario_pool(uv_loop_t *loop, const char *conninfo)
     while (r == 0 && !v.finished)
         uv_run(loop, UV_RUN_ONCE);
     check(r == 0 && v.status == 0, "parameters, rows and error mapping (%d) %s", v.status, v.log);
+
+    struct batch bt = {0};
+    if (!direct(conninfo, "DROP TABLE IF EXISTS b", NULL) ||
+        !direct(conninfo, "CREATE TABLE b (k int PRIMARY KEY, note text)", NULL))
+        check(false, "batch setup");
+    r = sigil_db_submit(db, batch_work, batch_done, &bt, NULL);
+    while (r == 0 && !bt.finished)
+        uv_run(loop, UV_RUN_ONCE);
+    check(r == 0 && bt.status == 0, "pipeline batches (10000 inserts in %.2f s) %s", bt.took,
+          bt.log);
+    direct(conninfo, "DROP TABLE b", NULL);
 
     int counter = 0;
     struct status_box b = {.status = 1, .counter = &counter};

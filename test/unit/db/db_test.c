@@ -250,6 +250,7 @@ test_connect_errors(void **state)
     assert_null(strstr(err.message, "sekrit"));
     assert_int_equal(sigil_db_exec(NULL, "SELECT 1", NULL, 0, NULL), SIGIL_ERR_INVALID);
     assert_int_equal(sigil_db_exec_script(NULL, "SELECT 1"), SIGIL_ERR_INVALID);
+    assert_int_equal(sigil_db_exec_batch(NULL, NULL, 0, NULL), SIGIL_ERR_INVALID);
     assert_false(sigil_db_in_transaction(NULL));
     sigil_db_disconnect(NULL);
 }
