@@ -522,8 +522,9 @@ conn_ensure(struct sigil_db_conn *c)
     }
     now = now_ms();
     if (now < c->retry_at_ms) {
-        conn_err(c, "", "database unavailable: %s (next connection attempt in %llu ms)", c->down,
-                 (unsigned long long)(c->retry_at_ms - now));
+        /* the delay first: a long reason may be cut to fit */
+        conn_err(c, "", "database unavailable (next connection attempt in %llu ms): %s",
+                 (unsigned long long)(c->retry_at_ms - now), c->down);
         return SIGIL_ERR_IO;
     }
     if ((c->pg = pg_connect(c->conninfo, c->secret, c->down, sizeof c->down)) == NULL) {
@@ -977,9 +978,13 @@ retry_delay_ms(int attempt)
 {
     unsigned base = RETRY_BASE_MS << (attempt < 6 ? attempt : 6);
 
+    struct timespec ts;
+
     if (base > RETRY_MAX_MS)
         base = RETRY_MAX_MS;
-    return base / 2 + randombytes_uniform(base / 2 + 1);
+    /* jitter only has to differ between threads, not be unpredictable */
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return base / 2 + (unsigned)((unsigned long)ts.tv_nsec / 1000u % (base / 2 + 1));
 }
 
 int

@@ -6,7 +6,7 @@
 set -euo pipefail
 SRC=${SIGIL_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 BUILD=${SIGIL_BUILD_DIR:-$SRC/build}
-BIN=${SIGIL_MIGRATE:-$BUILD/test/sigil_migrate_test}
+BIN=${SIGIL_MIGRATE_TEST:-$BUILD/test/sigil_migrate_test}
 [ -x "$BIN" ] || { echo "not ok - $BIN is not built"; exit 1; }
 PGDIR=$BUILD/pg-migrate
 PG=$SRC/deploy/local/pg

@@ -32,7 +32,9 @@ struct sigil_db_error {
     char message[SIGIL_DB_ERRMSG_MAX]; /* one line, printable */
 };
 
-/* Work run on a worker thread with its connection; returns 0 or a negative SIGIL_ERR_*. */
+/* Work run on a worker thread with its connection; returns 0 or a negative SIGIL_ERR_*. The
+ * connection serves other work next: leave the session as found (SET LOCAL, not SET; no
+ * LISTEN, no temporary tables kept); a transaction left open is rolled back and reported. */
 typedef int (*sigil_db_work_fn)(struct sigil_db_conn *c, void *arg);
 /* Called on the loop thread once the work ran (status: what it returned), or was never run
  * (SIGIL_ERR_IO: no connection, see the work's error; SIGIL_ERR_CANCELLED: pool closed). */

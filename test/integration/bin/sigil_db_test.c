@@ -184,6 +184,9 @@ values_work(struct sigil_db_conn *c, void *arg)
     EXPECT(r != 0, "two statements refused by exec");
     r = sigil_db_exec_script(c, "SELECT 1; SELECT 2");
     EXPECT(r == 0, "two statements run by exec_script");
+    /* the worker's session serves other work next */
+    r = sigil_db_exec(c, "DROP TABLE vt", NULL, 0, NULL);
+    EXPECT(r == 0, "drop");
     v->status = fails;
     return 0;
 #undef EXPECT
@@ -391,7 +394,7 @@ scenario_pool(uv_loop_t *loop, const char *conninfo)
     check(npids == 4 && nthreads == 4, "4 workers, 4 backends, one connection each (%d, %d)",
           nthreads, npids);
     /* 32 x 100 ms: 3.2 s one at a time, 0.8 s on four workers */
-    check(took < 2.0, "work ran in parallel: %.2f s for %d x 100 ms", took, NJOBS);
+    check(took < 2.6, "work ran in parallel: %.2f s for %d x 100 ms", took, NJOBS);
 
     struct values v = {0};
     r = sigil_db_submit(db, values_work, values_done, &v, NULL);
@@ -691,11 +694,17 @@ scenario_down(uv_loop_t *loop, const char *conninfo)
         check(false, "pool opened (%s)", sigil_strerror(r));
         return 1;
     }
-    struct status_box a = {.counter = &counter}, b = {.counter = &counter};
+    struct status_box a = {.counter = &counter}, b = {.counter = &counter},
+                      c3 = {.counter = &counter};
     sigil_db_ping(db, &a.err, box_done, &a);
     sigil_db_ping(db, &b.err, box_done, &b);
-    while (b.order == 0)
+    sigil_db_ping(db, &c3.err, box_done, &c3);
+    while (c3.order == 0)
         uv_run(loop, UV_RUN_ONCE);
+    /* on a loaded machine the second may come after the first backoff (100 ms); then the
+     * third falls into the second (200 ms) */
+    if (strstr(b.err.message, "next connection attempt in") == NULL)
+        b = c3;
     check(a.status == SIGIL_ERR_IO && strncmp(a.err.message, "database unavailable: ", 22) == 0 &&
               !has_secret(a.err.message),
           "ping while down: %s", a.err.message);
