@@ -122,8 +122,9 @@ typedef int (*sigil_db_tx_fn)(struct sigil_db_conn *c, void *arg, int attempt);
 int sigil_db_tx(struct sigil_db_conn *c, enum sigil_db_isolation iso, int max_attempts,
                 sigil_db_tx_fn body, void *arg);
 
-/* Number of rows, number of columns. */
+/* Returns the number of rows (0 for NULL). */
 size_t sigil_db_res_rows(const struct sigil_db_res *r);
+/* Returns the number of columns (0 for NULL). */
 size_t sigil_db_res_cols(const struct sigil_db_res *r);
 /* Returns the index of the column named name, or -1. */
 int sigil_db_res_col(const struct sigil_db_res *r, const char *name);
@@ -156,7 +157,8 @@ typedef void (*sigil_db_listen_fn)(void *arg, enum sigil_db_listen_event ev, con
 
 /* LISTENs on channel ([a-z_][a-z0-9_]{0,62}) over a dedicated connection of db's conninfo,
  * connecting off the loop and reconnecting with backoff. Returns 0 and *out (stop it with
- * sigil_db_unlisten, or sigil_db_close stops it), SIGIL_ERR_INVALID, STATE or NOMEM. */
+ * sigil_db_unlisten, or let sigil_db_close stop it: *out is invalid after that), or
+ * SIGIL_ERR_INVALID, STATE (pool closing), NOMEM or IO. */
 int sigil_db_listen(struct sigil_db *db, const char *channel, sigil_db_listen_fn cb, void *arg,
                     struct sigil_db_listener **out);
 /* Stops a listener: no callback after this returns; memory is released on the loop. */
