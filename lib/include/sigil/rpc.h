@@ -6,7 +6,9 @@
  * sigil_rpc_call_finish() or until its on_cancel callback returns (client reset, connection
  * closed, deadline, shutdown); after either, the call must not be touched. A handler without
  * on_cancel keeps the call until finish(), which then returns SIGIL_ERR_CANCELLED.
- * Client call lifetime: from sigil_rpc_client_call() until its on_end callback returns. */
+ * Client call lifetime: from sigil_rpc_client_call() until its on_end callback returns.
+ * Processes using this module must ignore SIGPIPE (libuv writes with write(2), and a peer that
+ * went away would otherwise kill the process). */
 #ifndef SIGIL_RPC_H
 #define SIGIL_RPC_H
 
