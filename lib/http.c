@@ -99,6 +99,7 @@ struct conn {
     struct listener *lst;
     struct conn *prev, *next;
     h2o_socket_t *sock; /* NULL once h2o closed it */
+    struct stream *st;  /* its libuv handle (valid while sock is not NULL) */
     struct sigil_http_peer peer;
     char *id;    /* peer.id, owned */
     size_t refs; /* 1 while the socket is open + 1 per request object */
@@ -106,6 +107,7 @@ struct conn {
     size_t held; /* deferred requests not yet answered */
     bool is_h2;
     bool shut;
+    bool stuck_seen; /* write_stuck() held at the last reaper pass */
 };
 
 struct sigil_http_req {
@@ -147,6 +149,8 @@ struct sigil_http_server {
     struct conn *conns;
     size_t streams_open;
     uv_async_t async;
+    uv_timer_t reaper;
+    int handles_open;     /* async and reaper, until the final close */
     pthread_mutex_t lock; /* guards posted */
     struct sigil_http_req *posted, *posted_tail;
     bool stopping, finishing;
@@ -999,6 +1003,7 @@ on_accept(uv_stream_t *ls, int status)
     }
     sock = h2o_uv_socket_create(&st->u.s, on_stream_closed);
     c->sock = sock;
+    c->st = st;
     c->refs = 1;
     sock->on_close.cb = on_sock_closed;
     sock->on_close.data = c;
@@ -1011,6 +1016,50 @@ on_accept(uv_stream_t *ls, int status)
 fail:
     free(c);
     uv_close(&st->u.h, on_stream_closed);
+}
+
+/* ---- the stuck-write reaper ---- */
+
+/* h2o 2.2.5 (its master too) ignores what uv_write returns. Once libuv saw a read error on a
+ * stream (a client reset), it refuses every later write at once, and h2o waits forever for a
+ * completion that never comes: the socket, its fd and whatever h2o hung on it (a TLS
+ * close_notify, an HTTP/2 connection) are never freed, and stop never ends. A client can
+ * cause that at will. So: a write h2o believes in flight, on a stream libuv will not write
+ * to, with nothing queued in libuv, is stuck. */
+static bool
+write_stuck(const struct conn *c)
+{
+    return c->sock != NULL && c->sock->_cb.write != NULL && !uv_is_writable(&c->st->u.s) &&
+           uv_stream_get_write_queue_size(&c->st->u.s) == 0;
+}
+
+/* Every second: a write seen stuck on two passes in a row (so a completion libuv had already
+ * queued has had its turn) is failed the way libuv fails a write, by calling h2o's pending
+ * write callback with an I/O error; h2o then closes as after any failed write. Writes it
+ * starts while failing are stuck from the start (the stream stays unwritable), so they are
+ * failed at once, a few times at most. */
+static void
+on_reaper(uv_timer_t *t)
+{
+    struct sigil_http_server *srv = CONTAINER_OF(t, struct sigil_http_server, reaper);
+    struct conn *c, *next;
+
+    for (c = srv->conns; c != NULL; c = next) {
+        bool stuck = write_stuck(c);
+        c->refs++; /* h2o's callbacks may close the socket; keep c */
+        if (stuck && c->stuck_seen) {
+            logf_(srv, "http: failing a write h2o left stuck on a reset connection");
+            for (int i = 0; i < 4 && write_stuck(c); i++) {
+                h2o_socket_cb cb = c->sock->_cb.write;
+                c->sock->_cb.write = NULL;
+                cb(c->sock, h2o_socket_error_io);
+            }
+            stuck = write_stuck(c);
+        }
+        c->stuck_seen = stuck;
+        next = c->next;
+        conn_unref(c); /* may free c */
+    }
 }
 
 /* ---- TLS ---- */
@@ -1399,6 +1448,11 @@ sigil_http_server_new(uv_loop_t *loop, struct sigil_http_server **out, const cha
         *why = "uv_async_init failed";
         return SIGIL_ERR_IO;
     }
+    /* timer init cannot fail on Unix; unref'd: it must not keep the loop alive alone */
+    uv_timer_init(loop, &srv->reaper);
+    uv_timer_start(&srv->reaper, on_reaper, 1000, 1000);
+    uv_unref((uv_handle_t *)&srv->reaper);
+    srv->handles_open = 2;
     h2o_config_init(&srv->config);
     srv->config.server_name = h2o_iovec_init(H2O_STRLIT("")); /* no version banner */
     srv->config.max_request_entity_size = SIGIL_HTTP_BODY_MAX;
@@ -1429,12 +1483,15 @@ sigil_http_server_set_log(struct sigil_http_server *srv, sigil_http_log_fn fn, v
 }
 
 static void
-on_async_closed(uv_handle_t *h)
+on_last_closed(uv_handle_t *h)
 {
-    struct sigil_http_server *srv = CONTAINER_OF(h, struct sigil_http_server, async);
+    struct sigil_http_server *srv = h->data;
     void (*done)(void *) = srv->done;
     void *done_arg = srv->done_arg;
     struct listener *l, *ln;
+
+    if (--srv->handles_open != 0)
+        return;
 
     /* h2o_context_dispose runs a nested uv_run(UV_RUN_NOWAIT) to finish closing its timers.
      * We are in a close callback, between libuv's phases, where that is safe enough; this
@@ -1471,7 +1528,9 @@ maybe_finish(struct sigil_http_server *srv)
     if (srv->listeners_open != 0 || srv->conns != NULL || srv->streams_open != 0)
         return;
     srv->finishing = true;
-    uv_close((uv_handle_t *)&srv->async, on_async_closed);
+    srv->async.data = srv->reaper.data = srv;
+    uv_close((uv_handle_t *)&srv->async, on_last_closed);
+    uv_close((uv_handle_t *)&srv->reaper, on_last_closed);
 }
 
 void
@@ -1500,7 +1559,7 @@ sigil_http_server_stop(struct sigil_http_server *srv, void (*done)(void *arg), v
 /* ---- pure helpers ---- */
 
 int
-sigil_http_peer_spiffeid(STACK_OF(X509) * chain, char id[SIGIL_HTTP_ID_MAX + 1], const char **why)
+sigil_http_peer_spiffeid(STACK_OF(X509) *chain, char id[SIGIL_HTTP_ID_MAX + 1], const char **why)
 {
     GENERAL_NAMES *names = NULL;
     const GENERAL_NAME *uri = NULL;
