@@ -33,6 +33,18 @@ queue_drop(struct sigil_rpc_call *call)
     rpc_outq_free(&call->q);
 }
 
+/* Keeps the connection's count of buffered request bytes in step with this call's buffers
+ * (their capacity: that is the memory a client can make us hold). */
+static void
+inbound_sync(struct sigil_rpc_call *call)
+{
+    size_t cur = call->df.msg.cap + call->req.cap;
+
+    if (call->conn != NULL)
+        call->conn->inbound = call->conn->inbound - call->inbound + cur;
+    call->inbound = cur;
+}
+
 static void
 call_unlink(struct sigil_rpc_call *call)
 {
@@ -41,6 +53,8 @@ call_unlink(struct sigil_rpc_call *call)
     if (sc == NULL)
         return;
     queue_drop(call);
+    sc->inbound -= call->inbound;
+    call->inbound = 0;
     if (call->prev != NULL)
         call->prev->next = call->next;
     else
@@ -244,6 +258,13 @@ call_abort(struct sigil_rpc_call *call, int code, const char *message)
     if (call->finished)
         return;
     queue_drop(call);
+    /* nothing more is read for this call: its request buffers can go now (the deframer's
+     * once it has returned, if it is the one calling us) */
+    if (!call->in_feed)
+        sigil_rpc_deframer_free(&call->df);
+    if (!call->started)
+        sigil_buf_free(&call->req);
+    inbound_sync(call);
     if (call->started)
         notify_cancel(call);
     respond_status(call, code, message, NULL, 0);
@@ -477,7 +498,17 @@ srv_data(void *ud, int32_t sid, void *sud, const uint8_t *p, size_t n)
     (void)sid;
     if (call->finished || call->cancelled || call->m == NULL)
         return 0;
+    call->in_feed = true;
     r = sigil_rpc_deframer_feed(&call->df, p, n, srv_on_msg, call);
+    call->in_feed = false;
+    if (call->finished)
+        sigil_rpc_deframer_free(&call->df);
+    inbound_sync(call);
+    if (call->conn != NULL && call->conn->inbound > call->conn->srv->o.max_conn_inbound) {
+        call_abort(call, SIGIL_RPC_RESOURCE_EXHAUSTED,
+                   "too much request data buffered on this connection");
+        return 0;
+    }
     if (r == 0 || r == STOP)
         return 0;
     if (r == SIGIL_ERR_RANGE) {

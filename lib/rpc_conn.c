@@ -97,6 +97,8 @@ teardown(struct rpc_conn *c)
     c->closed = true;
     rpc_timer_stop(c->hs_timer);
     c->hs_timer = NULL;
+    rpc_timer_stop(c->linger);
+    c->linger = NULL;
     c->ops->closing(c);
     h2_session_free(c->h2);
     c->h2 = NULL;
@@ -122,6 +124,15 @@ rpc_conn_close(struct rpc_conn *c, const char *why)
     teardown(c);
 }
 
+static void
+linger_expired(void *arg)
+{
+    struct rpc_conn *c = arg;
+
+    c->linger = NULL;
+    rpc_conn_close(c, c->why);
+}
+
 void
 rpc_conn_close_after_flush(struct rpc_conn *c, const char *why)
 {
@@ -132,6 +143,8 @@ rpc_conn_close_after_flush(struct rpc_conn *c, const char *why)
         c->why = why;
     if (c->has_io)
         uv_read_stop(&c->io.s);
+    /* a peer that stopped reading does not keep the connection alive */
+    c->linger = rpc_timer_start(c->loop, c->tr, RPC_LINGER_MS, linger_expired, c);
     rpc_conn_kick(c);
 }
 

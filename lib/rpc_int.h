@@ -19,6 +19,8 @@
 /* Bytes pulled from nghttp2 for one socket write: at most this much (plus one frame) sits
  * between a call's queue and the kernel, so a peer that does not read stalls the queues. */
 #define RPC_WRITE_CHUNK 65536
+/* How long a closing connection may wait for its last bytes (GOAWAY, an alert) to be taken. */
+#define RPC_LINGER_MS 5000
 /* HTTP/2 windows we announce: large enough for 4 MiB messages without stalls. */
 #define RPC_STREAM_WINDOW (1u << 20)
 #define RPC_CONN_WINDOW (16u << 20)
@@ -66,6 +68,7 @@ struct rpc_conn {
     struct sigil_tls_conn *tls;
     struct h2_session *h2;
     struct rpc_timer *hs_timer; /* TLS handshake time limit */
+    struct rpc_timer *linger;   /* bounds close_after_flush against a peer that never reads */
     struct sigil_buf wbuf;      /* the bytes of the uv_write in flight */
     struct sigil_buf in;        /* decrypted input */
     struct sigil_buf out;       /* HTTP/2 output before encryption */

@@ -46,6 +46,8 @@ sigil_rpc_server_new(uv_loop_t *loop, const struct sigil_rpc_server_opts *o,
         srv->o.max_outbound = srv->o.max_message + 65536;
     if (srv->o.max_conn_outbound == 0)
         srv->o.max_conn_outbound = 4 * srv->o.max_outbound;
+    if (srv->o.max_conn_inbound == 0)
+        srv->o.max_conn_inbound = 4 * srv->o.max_message;
     if (srv->o.max_concurrent_streams == 0)
         srv->o.max_concurrent_streams = 100;
     if (srv->o.max_header_list == 0)

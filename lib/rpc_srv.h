@@ -44,6 +44,7 @@ struct srv_conn {
     struct sigil_rpc_call *calls; /* live calls on this connection */
     struct sigil_rpc_peer peer;
     size_t queued;       /* outbound bytes queued by all its calls */
+    size_t inbound;      /* request bytes its calls hold (partial and unary requests) */
     uint64_t *rst_times; /* ring of the latest client RST_STREAM times (uv_now) */
     unsigned rst_head, rst_n;
     bool calm; /* closed for Rapid Reset */
@@ -91,6 +92,7 @@ struct sigil_rpc_call {
     struct sigil_buf req; /* the request of unary and server-streaming calls */
     unsigned nreq;
     unsigned nsent;
+    size_t inbound; /* what this call adds to conn->inbound */
     struct rpc_outq q;
     struct rpc_trailers tr;
     struct sigil_rpc_call_cbs cbs;
@@ -104,6 +106,7 @@ struct sigil_rpc_call {
     bool started;       /* the handler ran */
     bool cancelled;     /* the stream or connection is gone, or the deadline passed */
     bool in_cancel;     /* on_cancel is running (a finish() from there must not free) */
+    bool in_feed;       /* the deframer is on the stack */
     /* response */
     bool headers_sent;
     bool finished;

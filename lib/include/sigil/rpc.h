@@ -144,6 +144,7 @@ struct sigil_rpc_server_opts {
     size_t max_message;              /* request message cap [4 MiB] */
     size_t max_outbound;             /* bytes queued per call [max_message + 64 KiB] */
     size_t max_conn_outbound;        /* bytes queued per connection [4 x max_outbound] */
+    size_t max_conn_inbound;         /* request bytes buffered per connection [4 x max_message] */
     uint32_t max_concurrent_streams; /* SETTINGS_MAX_CONCURRENT_STREAMS [100] */
     uint32_t max_header_list;        /* request header list bytes [16 KiB] */
     unsigned max_connections;        /* open connections per listener [1024] */
