@@ -55,6 +55,7 @@ struct sigil_rpc_ccall {
     struct sigil_rpc_ccall_cbs cbs;
     void *ud;
     bool stream_open;
+    bool in_feed; /* the deframer is on the stack: on_end may run, the free waits */
     bool half_close;
     bool got_status;
     bool ended;
@@ -110,7 +111,8 @@ call_end(struct sigil_rpc_ccall *call, int code, const char *message)
         call->next->prev = call->prev;
     if (call->cbs.on_end != NULL)
         call->cbs.on_end(call, call->ud, code, message != NULL ? message : "");
-    call_free(call);
+    if (!call->in_feed)
+        call_free(call);
     client_check_free(cli);
 }
 
@@ -259,8 +261,14 @@ cli_data(void *ud, int32_t sid, void *sud, const uint8_t *p, size_t n)
         return 0;
     if (call->http_status != 200) /* a non-gRPC body: the status says it all */
         return 0;
+    call->in_feed = true;
     r = sigil_rpc_deframer_feed(&call->df, p, n, cli_on_msg, call);
-    if (r == 0 || r == 1)
+    call->in_feed = false;
+    if (call->ended) { /* ended from a callback (e.g. cancelled in on_message) */
+        call_free(call);
+        return 0;
+    }
+    if (r == 0)
         return 0;
     if (r == SIGIL_ERR_RANGE) {
         snprintf(msg, sizeof msg, "response message of %u bytes is larger than the limit of %zu",

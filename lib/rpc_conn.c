@@ -428,7 +428,8 @@ rpc_md_add(struct rpc_mdstore *m, const uint8_t *name, size_t nl, const uint8_t 
         /* one spare byte so that text values read as C strings too */
         if ((e.value = malloc(vl + 1)) == NULL)
             goto out;
-        memcpy(e.value, value, vl);
+        if (vl > 0)
+            memcpy(e.value, value, vl);
         e.value[vl] = '\0';
         e.len = vl;
     }
@@ -506,7 +507,8 @@ rpc_md_to_nv(const struct sigil_rpc_md *md, size_t n, struct h2_nv *nv, struct r
             return SIGIL_ERR_INVALID;
         nl = strlen(md[i].name);
         if (ends_with_bin(md[i].name, nl)) {
-            char *s = sigil_b64_encode(md[i].value, md[i].len);
+            char *s =
+                sigil_b64_encode(md[i].len > 0 ? md[i].value : (const uint8_t *)"", md[i].len);
             if (s == NULL)
                 return SIGIL_ERR_NOMEM;
             tmp->s[tmp->n++] = s;
@@ -549,6 +551,8 @@ rpc_outq_read(struct rpc_outq *q, uint8_t *buf, size_t len)
 
     if (k > len)
         k = len;
+    if (k == 0)
+        return 0;
     memcpy(buf, q->b.data + q->off, k);
     q->off += k;
     if (q->off == q->b.len) {

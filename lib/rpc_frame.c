@@ -112,7 +112,8 @@ sigil_rpc_deframer_feed(struct sigil_rpc_deframer *d, const uint8_t *p, size_t n
                 return SIGIL_ERR_RANGE;
             }
             if (d->want == 0) {
-                if ((r = deliver(d, NULL, 0, on_msg, arg)) != 0)
+                /* never NULL, even when empty: callers may memcpy from it */
+                if ((r = deliver(d, (const uint8_t *)"", 0, on_msg, arg)) != 0)
                     return r;
                 continue;
             }

@@ -64,7 +64,7 @@ struct sigil_rpc_deframer {
     bool failed;
 };
 
-/* Called for every complete message; bytes are valid during the call only. A non-zero
+/* Called for every complete message; bytes (never NULL) are valid during the call only. A non-zero
  * return stops the deframer and is returned by sigil_rpc_deframer_feed. */
 typedef int (*sigil_rpc_msg_fn)(void *arg, bool compressed, const uint8_t *msg, size_t len);
 
