@@ -392,7 +392,7 @@ find_method(const struct sigil_rpc_server *srv, const char *path)
 static bool
 is_unary_request(const struct sigil_rpc_call *call)
 {
-    return call->m->kind == SIGIL_RPC_UNARY || call->m->kind == SIGIL_RPC_SERVER_STREAM;
+    return call->kind == SIGIL_RPC_UNARY || call->kind == SIGIL_RPC_SERVER_STREAM;
 }
 
 static int
@@ -444,6 +444,7 @@ srv_headers_done(void *ud, int32_t sid, void *sud, enum h2_cat cat)
         return 0;
     }
     call->m = m;
+    call->kind = m->kind;
     srv->stats.calls++;
     if (call->has_timeout) {
         call->deadline = uv_now(call->loop) + call->timeout_ms;
@@ -704,7 +705,7 @@ sigil_rpc_call_send(struct sigil_rpc_call *call, const void *msg, size_t len)
         return SIGIL_ERR_CANCELLED;
     if (call->finished || call->m == NULL ||
         (call->nsent > 0 &&
-         (call->m->kind == SIGIL_RPC_UNARY || call->m->kind == SIGIL_RPC_CLIENT_STREAM)))
+         (call->kind == SIGIL_RPC_UNARY || call->kind == SIGIL_RPC_CLIENT_STREAM)))
         return SIGIL_ERR_STATE;
     /* The outbound caps: a peer that does not read makes sends fail, never memory grow. */
     if (len > UINT32_MAX || rpc_outq_len(&call->q) + need > sc->srv->o.max_outbound ||

@@ -81,7 +81,8 @@ struct sigil_rpc_call {
     struct sigil_rpc_call *prev, *next;
     uv_loop_t *loop;
     int32_t sid;
-    const struct rpc_method *m; /* NULL until the path matched */
+    const struct rpc_method *m; /* NULL until the path matched; only used while connected */
+    enum sigil_rpc_kind kind;   /* kept here: a held call may outlive its server */
     char *path;
     struct rpc_mdstore md;
     size_t hdr_bytes;

@@ -806,14 +806,22 @@ test_tls_mtls(void **state)
 struct raw_req {
     const uint8_t *body;
     size_t len;
-    bool hold; /* never send the body (the stream stays open) */
+    bool hold;    /* never send the body (the stream stays open) */
+    bool partial; /* send the body without ending the stream, then nothing more */
+    size_t off;
 };
 
 static int
 raw_header(void *ud, int32_t sid, void *sud, enum h2_cat cat, const uint8_t *n, size_t nl,
            const uint8_t *v, size_t vl)
 {
-    (void)ud, (void)sid, (void)sud, (void)cat, (void)n, (void)nl, (void)v, (void)vl;
+    char *status = ud; /* where a live raw client keeps the grpc-status it saw */
+
+    (void)sid, (void)sud, (void)cat;
+    if (status != NULL && nl == 11 && memcmp(n, "grpc-status", 11) == 0 && vl < 8) {
+        memcpy(status, v, vl);
+        status[vl] = '\0';
+    }
     return 0;
 }
 
@@ -865,6 +873,14 @@ raw_read(void *ud, int32_t sid, void *sud, uint8_t *buf, size_t len, uint32_t *f
     (void)ud, (void)sid;
     if (q->hold)
         return H2_READ_DEFER;
+    if (q->partial) {
+        size_t k = q->len - q->off < len ? q->len - q->off : len;
+        if (k == 0)
+            return H2_READ_DEFER;
+        memcpy(buf, q->body + q->off, k);
+        q->off += k;
+        return (ssize_t)k;
+    }
     assert_true(q->len <= len);
     memcpy(buf, q->body, q->len);
     *flags |= H2_FLAG_EOF;
@@ -882,15 +898,37 @@ static const struct h2_callbacks raw_cbs = {
     .read = raw_read,
 };
 
+static struct h2_session *raw_session(void *ud);
+static void raw_submit(struct h2_session *s, struct sigil_buf *out, const char *path,
+                       const char *body, const char *timeout, int n, bool reset);
+
 /* The client side of a connection as bytes: the preface, SETTINGS, then `n` requests to
  * path, each reset right away if `reset`. */
 static void
 raw_requests(struct sigil_buf *out, const char *path, const char *body, int n, bool reset)
 {
+    struct h2_session *s = raw_session(NULL);
+
+    raw_submit(s, out, path, body, NULL, n, reset);
+    h2_session_free(s);
+}
+static struct h2_session *
+raw_session(void *ud)
+{
     struct h2_settings set = {100, 65536, 65535, 65535};
     struct h2_session *s;
-    uint8_t framed[64];
-    struct raw_req q = {framed, 0, reset};
+
+    assert_int_equal(h2_session_new(false, &set, &raw_cbs, ud, &s), 0);
+    return s;
+}
+
+/* Submits n requests (with a grpc-timeout if timeout is set) and collects the bytes. */
+static void
+raw_submit(struct h2_session *s, struct sigil_buf *out, const char *path, const char *body,
+           const char *timeout, int n, bool reset)
+{
+    static uint8_t framed[64];
+    static struct raw_req q;
     struct h2_nv nv[] = {
         {":method", 7, "POST", 4},
         {":scheme", 7, "http", 4},
@@ -898,24 +936,22 @@ raw_requests(struct sigil_buf *out, const char *path, const char *body, int n, b
         {":authority", 10, "localhost", 9},
         {"content-type", 12, "application/grpc", 16},
         {"te", 2, "trailers", 8},
+        {"grpc-timeout", 12, timeout, timeout != NULL ? strlen(timeout) : 0},
     };
     int32_t sid;
 
-    framed[0] = 0;
-    framed[1] = framed[2] = framed[3] = 0;
+    framed[0] = framed[1] = framed[2] = framed[3] = 0;
     framed[4] = (uint8_t)strlen(body);
     memcpy(framed + 5, body, strlen(body));
-    q.len = 5 + strlen(body);
-    assert_int_equal(h2_session_new(false, &set, &raw_cbs, NULL, &s), 0);
+    q = (struct raw_req){.body = framed, .len = 5 + strlen(body), .hold = reset};
     for (int i = 0; i < n; i++) {
-        assert_int_equal(h2_submit_request(s, nv, 6, &q, &sid), 0);
+        assert_int_equal(h2_submit_request(s, nv, timeout != NULL ? 7 : 6, &q, &sid), 0);
         if (reset) {
             assert_int_equal(h2_session_send(s, out, SIZE_MAX), 0);
             assert_int_equal(h2_reset(s, sid, H2_CANCEL), 0);
         }
         assert_int_equal(h2_session_send(s, out, SIZE_MAX), 0);
     }
-    h2_session_free(s);
 }
 
 static void
@@ -952,6 +988,150 @@ test_raw_feed(void **state)
         sigil_rpc_server_feed_raw(T.srv, (const uint8_t *)"GET / HTTP/1.1\r\n\r\n", 18), 0);
     sigil_rpc_server_stats(T.srv, &st);
     assert_int_equal(st.protocol_errors, 1);
+}
+
+/* A raw HTTP/2 client on a real connection, to see what the server alone decides. */
+struct live {
+    uv_pipe_t pipe;
+    uv_connect_t creq;
+    struct h2_session *s;
+    struct sigil_buf out;
+    char status[8];
+    bool closed;
+};
+
+static void
+live_alloc(uv_handle_t *h, size_t size, uv_buf_t *b)
+{
+    static char buf[65536];
+
+    (void)h, (void)size;
+    *b = uv_buf_init(buf, sizeof buf);
+}
+
+static void
+live_closed(uv_handle_t *h)
+{
+    ((struct live *)h->data)->closed = true;
+}
+
+/* Writes whatever the session has to say (tiny here: uv_try_write takes it whole). */
+static void
+live_flush(struct live *l)
+{
+    uv_buf_t b;
+
+    assert_int_equal(h2_session_send(l->s, &l->out, SIZE_MAX), 0);
+    if (l->out.len > 0) {
+        b = uv_buf_init((char *)l->out.data, (unsigned)l->out.len);
+        assert_int_equal(uv_try_write((uv_stream_t *)&l->pipe, &b, 1), (int)l->out.len);
+    }
+    sigil_buf_free(&l->out);
+}
+
+static void
+live_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
+{
+    struct live *l = st->data;
+
+    if (n < 0) {
+        uv_close((uv_handle_t *)&l->pipe, live_closed);
+        return;
+    }
+    assert_int_equal(h2_session_recv(l->s, (const uint8_t *)b->base, (size_t)n), 0);
+    live_flush(l);
+}
+
+static void
+live_connected(uv_connect_t *req, int status)
+{
+    struct live *l = req->data;
+
+    assert_int_equal(status, 0);
+    assert_int_equal(uv_read_start((uv_stream_t *)&l->pipe, live_alloc, live_read), 0);
+    raw_submit(l->s, &l->out, E "Slow", "5000", "50m", 1, false);
+    live_flush(l);
+}
+
+static void
+live_connected_nosubmit(uv_connect_t *req, int status)
+{
+    struct live *l = req->data;
+
+    assert_int_equal(status, 0);
+    assert_int_equal(uv_read_start((uv_stream_t *)&l->pipe, live_alloc, live_read), 0);
+    live_flush(l);
+}
+
+static void
+test_server_deadline(void **state)
+{
+    struct live l = {0};
+
+    (void)state;
+    start_server(NULL);
+    l.s = raw_session(l.status);
+    uv_pipe_init(&T.loop, &l.pipe, 0);
+    l.pipe.data = &l;
+    l.creq.data = &l;
+    uv_pipe_connect(&l.creq, &l.pipe, T.path, live_connected);
+    /* the client has no deadline of its own: the server's grpc-timeout timer ends the call */
+    uv_timer_start(&T.guard, guard_fired, 5000, 0);
+    while (l.status[0] == '\0')
+        uv_run(&T.loop, UV_RUN_ONCE);
+    uv_timer_stop(&T.guard);
+    assert_string_equal(l.status, "4");
+    assert_int_equal(T.cancels, 1);
+    uv_close((uv_handle_t *)&l.pipe, live_closed);
+    run_until(&l.closed);
+    h2_session_free(l.s);
+    sigil_buf_free(&l.out);
+}
+
+/* Request bytes a connection makes us buffer are capped across its streams: three streams
+ * each stuck inside a 60000-byte message (50000 bytes sent) pass a 100000-byte cap. */
+static void
+test_inbound_cap(void **state)
+{
+    struct sigil_rpc_server_opts o = {.max_message = 65536, .max_conn_inbound = 100000};
+    static uint8_t body[5 + 50000];
+    static struct raw_req q[3];
+    struct h2_nv nv[] = {
+        {":method", 7, "POST", 4},
+        {":scheme", 7, "http", 4},
+        {":path", 5, E "Unary", strlen(E "Unary")},
+        {":authority", 10, "localhost", 9},
+        {"content-type", 12, "application/grpc", 16},
+    };
+    struct live l = {0};
+    int32_t sid;
+
+    (void)state;
+    start_server(&o);
+    body[0] = 0;
+    body[1] = 0;
+    body[2] = 60000 >> 8 >> 8;
+    body[3] = (60000 >> 8) & 0xff;
+    body[4] = 60000 & 0xff;
+    l.s = raw_session(l.status);
+    for (int i = 0; i < 3; i++) {
+        q[i] = (struct raw_req){.body = body, .len = sizeof body, .partial = true};
+        assert_int_equal(h2_submit_request(l.s, nv, 5, &q[i], &sid), 0);
+    }
+    uv_pipe_init(&T.loop, &l.pipe, 0);
+    l.pipe.data = &l;
+    l.creq.data = &l;
+    uv_pipe_connect(&l.creq, &l.pipe, T.path, live_connected_nosubmit);
+    uv_timer_start(&T.guard, guard_fired, 5000, 0);
+    while (l.status[0] == '\0')
+        uv_run(&T.loop, UV_RUN_ONCE);
+    uv_timer_stop(&T.guard);
+    assert_string_equal(l.status, "8");
+    assert_int_equal(T.handler_runs, 0);
+    uv_close((uv_handle_t *)&l.pipe, live_closed);
+    run_until(&l.closed);
+    h2_session_free(l.s);
+    sigil_buf_free(&l.out);
 }
 
 static void
@@ -993,6 +1173,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_connection_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_mtls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_raw_feed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_server_deadline, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_inbound_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_add_refusals, setup, teardown),
     };
     int r;
