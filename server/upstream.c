@@ -1,0 +1,396 @@
+/* The upstream server's run command: the startup sequence (logs, schema, trust root) done
+ * blocking before the loop starts, then one libuv loop serving the admin socket with health
+ * and metrics, the database pool for the readiness probe, and a graceful stop on a signal. */
+#include "upstream.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <uv.h>
+
+#include "ca.h"
+#include "migrate.h"
+#include "sigil/db.h"
+#include "sigil/err.h"
+#include "sigil/http.h"
+#include "sigil/log.h"
+#include "sigil/metrics.h"
+
+#define COMPONENT "server"
+
+enum {
+    RUN_OK = 0,
+    RUN_FAIL = 1,
+    RUN_CONFIG = 3,
+    RUN_REFUSED = 4,
+};
+
+struct app {
+    const struct sigil_server_config *cfg;
+    uv_loop_t loop;
+    struct sigil_ca *ca;
+    struct sigil_db *db;
+    struct sigil_http_server *srv;
+    struct sigil_metrics *metrics;
+    struct sigil_counter *requests;
+    struct sigil_gauge *bundle_seq;
+    uv_signal_t sigterm, sigint;
+    bool signals_open;
+};
+
+/* One /ready probe waiting for the database. */
+struct ready_probe {
+    struct app *app;
+    struct sigil_http_req *req;
+    struct sigil_db_error err;
+};
+
+/* The exit code for a failure of the startup sequence. */
+static int
+refusal_code(int r)
+{
+    switch (r) {
+    case SIGIL_ERR_STATE:
+    case SIGIL_ERR_VERIFY:
+    case SIGIL_ERR_UNSUPPORTED:
+        return RUN_REFUSED;
+    case SIGIL_ERR_DENIED:
+    case SIGIL_ERR_INVALID:
+        return RUN_CONFIG;
+    default:
+        return RUN_FAIL;
+    }
+}
+
+static void
+on_http_log(void *arg, const char *msg)
+{
+    (void)arg;
+    sigil_log(SIGIL_LOG_WARN, "http", "%s", msg);
+}
+
+static void
+count(struct app *app, const char *route)
+{
+    sigil_counter_inc_with(app->requests, route, NULL);
+}
+
+static void
+h_live(struct sigil_http_req *req, void *arg)
+{
+    count(arg, "/live");
+    sigil_http_respond_json(req, 200, json_pack("{s:s}", "status", "live"));
+}
+
+static void
+ready_done(void *arg, int status)
+{
+    struct ready_probe *p = arg;
+
+    if (status == 0 && sigil_ca_root(p->app->ca) != NULL) {
+        sigil_http_respond_json(p->req, 200, json_pack("{s:s}", "status", "ready"));
+    } else {
+        char msg[SIGIL_DB_ERRMSG_MAX + 64];
+
+        snprintf(msg, sizeof msg, "database unreachable: %s",
+                 p->err.message[0] != '\0' ? p->err.message : sigil_strerror(status));
+        sigil_http_respond_json(
+            p->req, 503,
+            json_pack("{s:{s:s,s:s}}", "error", "code", "not_ready.database", "message", msg));
+    }
+    free(p);
+}
+
+static void
+h_ready(struct sigil_http_req *req, void *arg)
+{
+    struct app *app = arg;
+    struct ready_probe *p;
+    int r;
+
+    count(app, "/ready");
+    if ((p = calloc(1, sizeof *p)) == NULL) {
+        sigil_http_respond_error(req, 500, "out of memory");
+        return;
+    }
+    p->app = app;
+    p->req = req;
+    if (sigil_http_req_defer(req) != 0) {
+        free(p); /* answered (503) by the server */
+        return;
+    }
+    if ((r = sigil_db_ping(app->db, &p->err, ready_done, p)) != 0) {
+        sigil_http_respond_json(req, 503,
+                                json_pack("{s:{s:s,s:s}}", "error", "code", "not_ready.database",
+                                          "message", sigil_strerror(r)));
+        free(p);
+    }
+}
+
+static void
+h_metrics(struct sigil_http_req *req, void *arg)
+{
+    struct app *app = arg;
+    struct sigil_buf b = {0};
+
+    count(app, "/metrics");
+    if (sigil_metrics_render(app->metrics, &b) != 0) {
+        sigil_buf_free(&b);
+        sigil_http_respond_error(req, 500, "cannot render metrics");
+        return;
+    }
+    sigil_http_respond(req, 200, SIGIL_METRICS_CONTENT_TYPE, b.data, b.len);
+    sigil_buf_free(&b);
+}
+
+static void
+on_db_closed(void *arg)
+{
+    struct app *app = arg;
+
+    app->db = NULL;
+    if (app->signals_open) {
+        uv_close((uv_handle_t *)&app->sigterm, NULL);
+        uv_close((uv_handle_t *)&app->sigint, NULL);
+        app->signals_open = false;
+    }
+}
+
+static void
+on_http_stopped(void *arg)
+{
+    struct app *app = arg;
+
+    app->srv = NULL;
+    sigil_db_close(app->db, on_db_closed, app);
+}
+
+/* Stops in order: the HTTP server (answers what is in flight, removes the socket), then the
+ * database pool, then the signal handles; the loop then runs out of work. */
+static void
+stop(struct app *app)
+{
+    if (app->signals_open) {
+        uv_signal_stop(&app->sigterm);
+        uv_signal_stop(&app->sigint);
+    }
+    if (app->srv != NULL)
+        sigil_http_server_stop(app->srv, on_http_stopped, app);
+    else if (app->db != NULL)
+        sigil_db_close(app->db, on_db_closed, app);
+    else
+        on_db_closed(app);
+}
+
+static void
+on_signal(uv_signal_t *h, int sig)
+{
+    struct app *app = h->data;
+
+    sigil_log(SIGIL_LOG_INFO, COMPONENT, "%s: stopping gracefully", strsignal(sig));
+    stop(app);
+}
+
+static int
+setup_metrics(struct app *app)
+{
+    static const char *const route_label[] = {"route", NULL};
+    struct sigil_gauge *up = NULL, *started = NULL;
+    uint64_t seq = 0;
+    int r;
+
+    if ((r = sigil_metrics_new(&app->metrics)) != 0 ||
+        (r = sigil_metrics_gauge(app->metrics, "sigil_server_up", "1 while the server runs.", NULL,
+                                 &up)) != 0 ||
+        (r = sigil_metrics_gauge(app->metrics, "sigil_server_start_time_seconds",
+                                 "Unix time the server started.", NULL, &started)) != 0 ||
+        (r = sigil_metrics_gauge(app->metrics, "sigil_bundle_sequence",
+                                 "spiffe_sequence of our own bundle.", NULL, &app->bundle_seq)) !=
+            0 ||
+        (r = sigil_metrics_counter(app->metrics, "sigil_admin_requests_total",
+                                   "Requests to the admin API by route.", route_label,
+                                   &app->requests)) != 0)
+        return r;
+    sigil_bundle_sequence(sigil_ca_bundle(app->ca), &seq);
+    sigil_gauge_set(up, 1);
+    sigil_gauge_set(started, (double)time(NULL));
+    sigil_gauge_set(app->bundle_seq, (double)seq);
+    return 0;
+}
+
+static void
+log_cert(const char *what, X509 *cert, bool made)
+{
+    char serial[41], na[32] = "?";
+    time_t t;
+    struct tm tm;
+
+    sigil_ca_serial_hex(cert, serial);
+    if (sigil_x509_cert_not_after(cert, &t) == 0 && gmtime_r(&t, &tm) != NULL)
+        strftime(na, sizeof na, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    sigil_log_kv(SIGIL_LOG_INFO, COMPONENT, what, "serial", serial, "not_after", na, "new",
+                 made ? "true" : "false", NULL);
+}
+
+/* Migrates the schema and opens the trust root over one blocking connection. */
+static int
+startup_db(struct app *app)
+{
+    const struct sigil_server_config *cfg = app->cfg;
+    struct sigil_ca_params cp = {
+        .trust_domain = cfg->trust_domain,
+        .key_dir = cfg->ca_key_dir,
+        .instance_id = cfg->instance_id,
+        .root_ttl_s = cfg->ca_root_ttl_ms / 1000,
+        .intermediate_ttl_s = cfg->ca_intermediate_ttl_ms / 1000,
+        .jwt_key_ttl_s = cfg->ca_jwt_key_ttl_ms / 1000,
+        .refresh_hint_s = cfg->ca_refresh_hint_ms / 1000,
+        .subject = {cfg->ca_subject_country, cfg->ca_subject_organization,
+                    cfg->ca_subject_common_name},
+    };
+    struct sigil_migrate_report mrep;
+    struct sigil_ca_report crep;
+    struct sigil_db_error dberr;
+    struct sigil_db_conn *conn = NULL;
+    char err[SIGIL_CA_ERR_MAX], *desc = sigil_db_conninfo_describe(cfg->db_conninfo);
+    const char *dir = getenv("SIGIL_MIGRATIONS_DIR");
+    uint64_t seq = 0;
+    int r;
+
+    sigil_log_kv(SIGIL_LOG_INFO, COMPONENT, "connecting to the database", "database",
+                 desc ? desc : "?", NULL);
+    free(desc);
+    if ((r = sigil_db_connect(cfg->db_conninfo, &conn, &dberr)) != 0) {
+        sigil_log_kv(SIGIL_LOG_ERROR, COMPONENT, "cannot connect to the database", "error",
+                     dberr.message, NULL);
+        return RUN_FAIL;
+    }
+    if (dir == NULL || dir[0] == '\0')
+        dir = SIGIL_MIGRATIONS_DEFAULT_DIR;
+    memset(&mrep, 0, sizeof mrep);
+    if ((r = sigil_migrate_run(conn, dir, NULL, NULL, &mrep)) != 0) {
+        sigil_log_kv(SIGIL_LOG_ERROR, COMPONENT, "schema migration failed", "error", mrep.error,
+                     NULL);
+        r = (r == SIGIL_ERR_VERIFY || r == SIGIL_ERR_UNSUPPORTED) ? RUN_REFUSED : RUN_FAIL;
+        goto out;
+    }
+    sigil_log(SIGIL_LOG_INFO, COMPONENT, "schema at version %d (this start applied %zu)",
+              mrep.to_version, mrep.applied);
+    if ((r = sigil_ca_open(conn, &cp, &app->ca, &crep, err, sizeof err)) != 0) {
+        sigil_log_kv(SIGIL_LOG_ERROR, COMPONENT, "cannot load the trust root", "error", err, NULL);
+        r = refusal_code(r);
+        goto out;
+    }
+    log_cert("root CA", sigil_ca_root(app->ca), crep.made_root);
+    log_cert("intermediate CA", sigil_ca_intermediate(app->ca), crep.made_intermediate);
+    sigil_log_kv(SIGIL_LOG_INFO, COMPONENT, "JWT signing key", "kid", sigil_ca_jwt_kid(app->ca),
+                 "new", crep.made_jwt_key ? "true" : "false", NULL);
+    sigil_bundle_sequence(sigil_ca_bundle(app->ca), &seq);
+    sigil_log(SIGIL_LOG_INFO, COMPONENT, "bundle sequence %llu%s", (unsigned long long)seq,
+              crep.bumped_bundle ? " (written by this start)" : "");
+    r = RUN_OK;
+out:
+    sigil_db_disconnect(conn);
+    return r;
+}
+
+static int
+serve(struct app *app)
+{
+    const struct sigil_server_config *cfg = app->cfg;
+    const char *why = NULL;
+    char mode[8];
+    int r;
+
+    if ((r = sigil_db_open(&app->loop, cfg->db_conninfo, (unsigned)cfg->db_pool_size, &app->db)) !=
+        0) {
+        sigil_log(SIGIL_LOG_ERROR, COMPONENT, "database pool: %s", sigil_strerror(r));
+        return RUN_FAIL;
+    }
+    if ((r = sigil_http_server_new(&app->loop, &app->srv, &why)) != 0) {
+        sigil_log(SIGIL_LOG_ERROR, COMPONENT, "HTTP server: %s", why ? why : sigil_strerror(r));
+        return RUN_FAIL;
+    }
+    sigil_http_server_set_log(app->srv, on_http_log, app);
+    if ((r = sigil_http_route(app->srv, "GET", "/live", false, h_live, app)) != 0 ||
+        (r = sigil_http_route(app->srv, "GET", "/ready", false, h_ready, app)) != 0 ||
+        (r = sigil_http_route(app->srv, "GET", "/metrics", false, h_metrics, app)) != 0) {
+        sigil_log(SIGIL_LOG_ERROR, COMPONENT, "routes: %s", sigil_strerror(r));
+        return RUN_FAIL;
+    }
+    if ((r = sigil_http_listen_unix(app->srv, cfg->admin_socket_path, cfg->admin_socket_mode,
+                                    &why)) != 0) {
+        sigil_log_kv(SIGIL_LOG_ERROR, COMPONENT, "cannot listen on the admin socket", "path",
+                     cfg->admin_socket_path, "error", why ? why : sigil_strerror(r), NULL);
+        return RUN_FAIL;
+    }
+    snprintf(mode, sizeof mode, "%04o", (unsigned)cfg->admin_socket_mode);
+    sigil_log_kv(SIGIL_LOG_INFO, COMPONENT, "admin API listening", "socket", cfg->admin_socket_path,
+                 "mode", mode, NULL);
+    if (cfg->admin_listen != NULL)
+        sigil_log_kv(SIGIL_LOG_WARN, COMPONENT,
+                     "admin.listen is not served by this version (Unix socket only)", "listen",
+                     cfg->admin_listen, NULL);
+    return RUN_OK;
+}
+
+int
+sigil_upstream_run(const struct sigil_server_config *cfg)
+{
+    struct app app = {.cfg = cfg};
+    int code;
+
+    sigil_log_set_level((enum sigil_log_level)cfg->log_level);
+    sigil_log_set_format((enum sigil_log_format)cfg->log_format);
+    if (cfg->role != SIGIL_SERVER_UPSTREAM) {
+        sigil_log(SIGIL_LOG_ERROR, COMPONENT, "role downstream is not available yet");
+        return RUN_CONFIG;
+    }
+    if (cfg->db_conninfo == NULL) {
+        sigil_log(SIGIL_LOG_ERROR, COMPONENT,
+                  "no database: set database.conninfo or $SIGIL_DATABASE");
+        return RUN_CONFIG;
+    }
+    /* libuv writes with write(2): a client leaving early must not kill us */
+    signal(SIGPIPE, SIG_IGN);
+    sigil_log_kv(SIGIL_LOG_INFO, COMPONENT, "sigil-server starting", "role", "upstream",
+                 "trust_domain", cfg->trust_domain, "instance", cfg->instance_id, NULL);
+    if ((code = startup_db(&app)) != RUN_OK)
+        goto out;
+    if (uv_loop_init(&app.loop) != 0) {
+        sigil_log(SIGIL_LOG_ERROR, COMPONENT, "cannot start the event loop");
+        code = RUN_FAIL;
+        goto out;
+    }
+    if ((code = setup_metrics(&app)) != 0) {
+        sigil_log(SIGIL_LOG_ERROR, COMPONENT, "metrics: %s", sigil_strerror(code));
+        code = RUN_FAIL;
+    } else {
+        code = serve(&app);
+    }
+    if (code == RUN_OK) {
+        uv_signal_init(&app.loop, &app.sigterm);
+        uv_signal_init(&app.loop, &app.sigint);
+        app.sigterm.data = app.sigint.data = &app;
+        app.signals_open = true;
+        uv_signal_start(&app.sigterm, on_signal, SIGTERM);
+        uv_signal_start(&app.sigint, on_signal, SIGINT);
+        sigil_log(SIGIL_LOG_INFO, COMPONENT, "ready");
+    } else {
+        stop(&app);
+    }
+    uv_run(&app.loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&app.loop) != 0) {
+        sigil_log(SIGIL_LOG_ERROR, COMPONENT, "event loop still has handles at exit");
+        code = code == RUN_OK ? RUN_FAIL : code;
+    }
+    if (code == RUN_OK)
+        sigil_log(SIGIL_LOG_INFO, COMPONENT, "stopped");
+out:
+    sigil_metrics_free(app.metrics);
+    sigil_ca_free(app.ca);
+    return code;
+}
