@@ -47,6 +47,21 @@ static struct pki K;
 
 /* ---- server handlers ---- */
 
+/* The request as a number (requests are not NUL-terminated). */
+static unsigned long
+request_number(struct sigil_rpc_call *call)
+{
+    char text[32];
+    size_t len;
+    const uint8_t *p = sigil_rpc_call_request(call, &len);
+
+    assert_non_null(p);
+    assert_true(len < sizeof text);
+    memcpy(text, p, len);
+    text[len] = '\0';
+    return strtoul(text, NULL, 10);
+}
+
 static void
 h_echo(struct sigil_rpc_call *call, void *arg)
 {
@@ -66,14 +81,11 @@ h_echo(struct sigil_rpc_call *call, void *arg)
 static void
 h_stream_sync(struct sigil_rpc_call *call, void *arg)
 {
-    const uint8_t *p;
-    size_t len;
     char msg[16];
     int n;
 
     (void)arg;
-    p = sigil_rpc_call_request(call, &len);
-    n = atoi((const char *)p);
+    n = (int)request_number(call);
     for (int i = 0; i < n; i++) {
         snprintf(msg, sizeof msg, "m%d", i);
         assert_int_equal(sigil_rpc_call_send(call, msg, strlen(msg)), 0);
@@ -154,13 +166,10 @@ h_ticker(struct sigil_rpc_call *call, void *arg)
 static void
 h_slow(struct sigil_rpc_call *call, void *arg)
 {
-    const uint8_t *p;
-    size_t len;
 
     (void)arg;
     T.handler_runs++;
-    p = sigil_rpc_call_request(call, &len);
-    uv_timer_start(&held_new(call)->t, held_finish, strtoul((const char *)p, NULL, 10), 0);
+    uv_timer_start(&held_new(call)->t, held_finish, request_number(call), 0);
 }
 
 static void
