@@ -368,10 +368,10 @@ send_answer(struct sigil_http_req *r, int status, const char *ctype, const void 
     h2o_iovec_t ct = h2o_strdup(&h->pool, ctype, strlen(ctype));
 
     if (status == 204 || status == 304)
-        len = 0;
+        len = 0; /* no body, and no Content-Length either (RFC 9110 8.6) */
     h->res.status = status;
     h->res.reason = reason_phrase(status);
-    h->res.content_length = len;
+    h->res.content_length = (status == 204 || status == 304) ? SIZE_MAX : len;
     h2o_add_header(&h->pool, &h->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, ct.base, ct.len);
     h2o_add_header(&h->pool, &h->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL,
                    H2O_STRLIT("no-store"));

@@ -59,9 +59,15 @@ else
   exit 1
 fi
 
+leaf rotated ca "/O=rotated/CN=localhost" \
+  "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n"
+
 SOCK="$tmp/admin.sock"
+# the server reads serve.crt/serve.key, which the rotation check below replaces
+cp server.crt serve.crt
+cp server.key serve.key
 start() { # out-file err-file; sets pid, PUB, MTLS
-  "$BIN" --unix "$SOCK" --cert server.crt --key server.key --ca ca.crt >"$1" 2>"$2" &
+  "$BIN" --unix "$SOCK" --cert serve.crt --key serve.key --ca ca.crt >"$1" 2>"$2" &
   pid=$!
   for _ in $(seq 200); do
     grep -q '^READY' "$1" && break
@@ -76,13 +82,17 @@ start() { # out-file err-file; sets pid, PUB, MTLS
 }
 # stop: SIGTERM, wait (at most 20 s, then SIGKILL: rc 137) for the exit; sets STOP_RC
 stop() {
+  local t=0
   kill -TERM "$pid"
-  (sleep 20; kill -9 "$pid" 2>/dev/null) &
-  local watchdog=$!
+  while [ $t -lt 200 ]; do
+    kill -0 "$pid" 2>/dev/null || break
+    grep -q '^State:.*Z' /proc/"$pid"/status 2>/dev/null && break # exited, not yet reaped
+    sleep 0.1
+    t=$((t + 1))
+  done
+  [ $t -lt 200 ] || kill -9 "$pid"
   wait "$pid" 2>/dev/null
   STOP_RC=$?
-  kill "$watchdog" 2>/dev/null
-  wait "$watchdog" 2>/dev/null
   pid=""
 }
 
@@ -202,8 +212,27 @@ expect "10 connections reset mid-request are all freed within 3 s" "$(sockets)" 
 expect_has "the reaper failed h2o's stuck writes" "$(cat err)" "failing a write h2o left stuck"
 expect "server still serves after the resets" "$(req "${P[@]}" "$PURL/live")" "200 1.1"
 
+# ---- certificate rotation (SIGHUP -> sigil_http_tls_reload) ----
+subject() { curl -sS -v --max-time 10 --cacert ca.crt "$@" -o /dev/null 2>&1 | sed -n 's/^\*  subject: //p'; }
+expect "before rotation: the first certificate" "$(subject "$PURL/live")" "CN=localhost"
+cp rotated.crt serve.crt
+cp rotated.key serve.key
+kill -HUP "$pid"
+sleep 0.5
+expect_has "reload reported ok" "$(cat err)" "reload: ok"
+expect "public port serves the rotated certificate" "$(subject "$PURL/live")" "O=rotated; CN=localhost"
+expect "mTLS port serves the rotated certificate" \
+  "$(subject --cert client.crt --key client.key "$MURL/live")" "O=rotated; CN=localhost"
+cp server.crt serve.crt # a key that does not match: the reload must change nothing
+kill -HUP "$pid"
+sleep 0.5
+expect_has "a bad reload is refused" "$(cat err)" "reload failed"
+expect "and the rotated certificate stays" "$(subject "$PURL/live")" "O=rotated; CN=localhost"
+cp server.crt serve.crt
+cp server.key serve.key
+
 # ---- Unix socket file rules ----
-"$BIN" --unix "$SOCK" --cert server.crt --key server.key --ca ca.crt >out2 2>err2
+"$BIN" --unix "$SOCK" --cert serve.crt --key serve.key --ca ca.crt >out2 2>err2
 rc=$?
 if [ $rc -ne 0 ] && grep -q "another server is listening" err2; then
   ok "a second server refuses the live socket path"
@@ -229,7 +258,7 @@ expect "and serves on it" "$(req "${U[@]}" http://x/live)" "200 1.1"
 stop
 expect "second stop is clean too" "$STOP_RC" "0"
 : >"$SOCK.file" && mv "$SOCK.file" "$SOCK"
-"$BIN" --unix "$SOCK" --cert server.crt --key server.key --ca ca.crt >out5 2>err5
+"$BIN" --unix "$SOCK" --cert serve.crt --key serve.key --ca ca.crt >out5 2>err5
 rc=$?
 if [ $rc -ne 0 ] && [ -f "$SOCK" ] && grep -q "not a socket" err5; then
   ok "a regular file at the socket path is left alone"

@@ -1,7 +1,8 @@
 /* A small server on lib/http for test_http_curl.sh: one Unix socket and two TLS ports
  * (public HTTP/1.1-only, and mutual TLS whose client chain is verified against --ca and
  * turned into a SPIFFE ID). Prints "READY public=<port> mtls=<port>" once listening, logs
- * to stderr, and stops gracefully on SIGTERM/SIGINT (exit 0 once everything is freed).
+ * to stderr, re-reads its certificate and key on SIGHUP, and stops gracefully on SIGTERM/SIGINT
+ * (exit 0 once everything is freed).
  *
  *   http_test_server --unix PATH --cert PEM --key PEM --ca PEM */
 #include <signal.h>
@@ -21,7 +22,7 @@ struct app {
     uv_loop_t *loop;
     struct sigil_http_server *srv;
     X509_STORE *roots;
-    uv_signal_t sigterm, sigint;
+    uv_signal_t sigterm, sigint, sighup;
     int exit_code;
 };
 
@@ -147,12 +148,27 @@ h_slow(struct sigil_http_req *req, void *arg)
     }
 }
 
+/* SIGHUP: re-read the certificate and key files, as after an SVID rotation. */
+static void
+on_hup(uv_signal_t *h, int sig)
+{
+    struct app *app = h->data;
+    const char *why;
+    int r = sigil_http_tls_reload(app->srv, &why);
+    (void)sig;
+    if (r == 0)
+        fprintf(stderr, "reload: ok\n");
+    else
+        fprintf(stderr, "reload failed: %s: %s\n", sigil_strerror(r), why);
+}
+
 static void
 on_stopped(void *arg)
 {
     struct app *app = arg;
     uv_close((uv_handle_t *)&app->sigterm, NULL);
     uv_close((uv_handle_t *)&app->sigint, NULL);
+    uv_close((uv_handle_t *)&app->sighup, NULL);
 }
 
 static void
@@ -162,6 +178,7 @@ on_signal(uv_signal_t *h, int sig)
     fprintf(stderr, "signal %d: stopping\n", sig);
     uv_signal_stop(&app->sigterm);
     uv_signal_stop(&app->sigint);
+    uv_signal_stop(&app->sighup);
     sigil_http_server_stop(app->srv, on_stopped, app);
 }
 
@@ -226,9 +243,11 @@ main(int argc, char **argv)
     }
     uv_signal_init(&loop, &app.sigterm);
     uv_signal_init(&loop, &app.sigint);
-    app.sigterm.data = app.sigint.data = &app;
+    uv_signal_init(&loop, &app.sighup);
+    app.sigterm.data = app.sigint.data = app.sighup.data = &app;
     uv_signal_start(&app.sigterm, on_signal, SIGTERM);
     uv_signal_start(&app.sigint, on_signal, SIGINT);
+    uv_signal_start(&app.sighup, on_hup, SIGHUP);
     printf("READY public=%u mtls=%u\n", pub, mtls);
     fflush(stdout);
     uv_run(&loop, UV_RUN_DEFAULT);
