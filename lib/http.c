@@ -484,6 +484,8 @@ sigil_http_req_defer(struct sigil_http_req *req)
         return SIGIL_ERR_STATE;
     /* Bounds the work a client can start and walk away from (HTTP/2 resets are free). */
     if (req->conn->held >= SIGIL_HTTP_DEFERRED_PER_CONN_MAX) {
+        logf_(req->srv, "http: deferral refused: %d answers already pending on the connection",
+              SIGIL_HTTP_DEFERRED_PER_CONN_MAX);
         sigil_http_respond_error(req, 503, "too many requests in flight on this connection");
         return SIGIL_ERR_RANGE;
     }

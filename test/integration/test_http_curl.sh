@@ -212,6 +212,34 @@ expect "10 connections reset mid-request are all freed within 3 s" "$(sockets)" 
 expect_has "the reaper failed h2o's stuck writes" "$(cat err)" "failing a write h2o left stuck"
 expect "server still serves after the resets" "$(req "${P[@]}" "$PURL/live")" "200 1.1"
 
+# ---- HTTP/2 Rapid Reset against deferred work (a raw HTTP/2 client: curl cannot reset) ----
+# 40 times: HEADERS for a slow deferred request, then RST_STREAM at once. h2o 2.2.5 frees the
+# stream slot on reset, so only our per-connection cap bounds the work left running.
+/usr/bin/python3 - "$MTLS" <<'PY'
+import socket, ssl, struct, sys, time
+def frame(ftype, flags, sid, payload=b""):
+    return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + struct.pack(">I", sid) + payload
+def lit(name, value):  # HPACK literal without indexing, new name, no Huffman
+    return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
+ctx = ssl.create_default_context(cafile="ca.crt")
+ctx.load_cert_chain("client.crt", "client.key")
+ctx.set_alpn_protocols(["h2"])
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1]))), server_hostname="localhost")
+assert s.selected_alpn_protocol() == "h2"
+out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0)
+block = lit(b":method", b"GET") + lit(b":scheme", b"https") + lit(b":path", b"/slow?ms=300") + lit(b":authority", b"localhost")
+for i in range(40):
+    sid = 1 + 2 * i
+    out += frame(1, 0x5, sid, block) + frame(3, 0, sid, struct.pack(">I", 8))  # HEADERS, RST_STREAM(CANCEL)
+s.sendall(out)
+time.sleep(1)
+s.close()
+PY
+sleep 3
+expect_has "Rapid Reset: deferrals beyond the per-connection cap are refused" "$(cat err)" \
+  "deferral refused: 16 answers already pending"
+expect "server still serves after the Rapid Reset burst" "$(req "${M[@]}" "$MURL/live")" "200 2"
+
 # ---- certificate rotation (SIGHUP -> sigil_http_tls_reload) ----
 subject() { curl -sS -v --max-time 10 --cacert ca.crt "$@" -o /dev/null 2>&1 | sed -n 's/^\*  subject: //p'; }
 expect "before rotation: the first certificate" "$(subject "$PURL/live")" "CN=localhost"

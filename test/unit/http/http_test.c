@@ -329,6 +329,13 @@ h_text_error(struct sigil_http_req *req, void *arg)
     sigil_http_respond(req, 409, "text/plain", "plain words", 11);
 }
 
+static void
+h_nocontent(struct sigil_http_req *req, void *arg)
+{
+    (void)arg;
+    sigil_http_respond(req, 204, NULL, "ignored", 7);
+}
+
 static void *
 worker(void *p)
 {
@@ -409,7 +416,7 @@ body_of(const char *resp)
 struct result {
     int status;
     char body[256];
-    bool has_allow_get, json_ctype, has_xlen;
+    bool has_allow_get, json_ctype, has_xlen, has_clen;
 };
 
 static void
@@ -423,11 +430,12 @@ run(const char *path, const char *req, struct result *out)
         out->has_allow_get = strstr(resp, "\r\nallow: GET\r\n") != NULL;
         out->json_ctype = strstr(resp, "\r\ncontent-type: application/json\r\n") != NULL;
         out->has_xlen = strstr(resp, "\r\nx-len-seen: yes\r\n") != NULL;
+        out->has_clen = strstr(resp, "\r\nContent-Length:") != NULL;
     }
     free(resp);
 }
 
-#define NRESULTS 16
+#define NRESULTS 17
 static struct result results[NRESULTS];
 static char client_path[100];
 
@@ -469,6 +477,7 @@ client(void *arg)
         "3\r\n{\"a\r\n4\r\n\":1}\r\n0\r\n\r\n",
         &results[13]);
     run(p, "GET * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", &results[14]);
+    run(p, "GET /nocontent HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", &results[15]);
     /* a deferred request whose client is gone before the answer */
     char *gone = NULL;
     {
@@ -556,6 +565,7 @@ test_server(void **state)
     assert_int_equal(sigil_http_route(fx.srv, "GET", "/q", false, h_query, &fx), 0);
     assert_int_equal(sigil_http_route(fx.srv, "GET", "/pre/", true, h_prefix, &fx), 0);
     assert_int_equal(sigil_http_route(fx.srv, "GET", "/text-error", false, h_text_error, &fx), 0);
+    assert_int_equal(sigil_http_route(fx.srv, "GET", "/nocontent", false, h_nocontent, &fx), 0);
     assert_int_equal(sigil_http_route(fx.srv, "GET", "no-slash", false, h_live, &fx),
                      SIGIL_ERR_INVALID);
     assert_int_equal(sigil_http_route(fx.srv, "G ET", "/x", false, h_live, &fx), SIGIL_ERR_INVALID);
@@ -611,6 +621,10 @@ test_server(void **state)
     assert_string_equal(results[13].body, "{\"len\":7,\"json\":true}");
     assert_int_equal(results[14].status, 404);
     assert_true(results[14].json_ctype);
+    assert_int_equal(results[15].status, 204);
+    assert_false(results[15].has_clen);
+    assert_string_equal(results[15].body, "");
+    assert_true(results[0].has_clen);
 }
 
 int
