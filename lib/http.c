@@ -1178,12 +1178,13 @@ unix_path_free(const char *path, const char **why)
         return SIGIL_ERR_EXISTS;
     }
     memcpy(sa.sun_path, path, strlen(path) + 1);
-    if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
+    if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0) {
         *why = "socket() failed";
         return SIGIL_ERR_IO;
     }
+    /* non-blocking: a live server with a full backlog answers EAGAIN instead of stalling us */
     r = connect(fd, (struct sockaddr *)&sa, sizeof sa);
-    if (r == 0) {
+    if (r == 0 || errno == EAGAIN) {
         *why = "another server is listening on the socket path";
         r = SIGIL_ERR_EXISTS;
     } else if (errno == ECONNREFUSED) {

@@ -56,7 +56,7 @@ struct sigil_http_peer {
  * by anyone else (this callback IS the verification; check it against the current bundle).
  * On success write the caller's identity, NUL-terminated, into id and return 0; any other
  * return fails the handshake (set *why to a static text; it is logged). */
-typedef int (*sigil_http_verify_fn)(void *arg, STACK_OF(X509) * chain,
+typedef int (*sigil_http_verify_fn)(void *arg, STACK_OF(X509) *chain,
                                     char id[SIGIL_HTTP_ID_MAX + 1], const char **why);
 
 /* A TLS listener's configuration (TLS 1.2 and 1.3, Mozilla "intermediate" ciphers). */
@@ -186,7 +186,7 @@ int sigil_http_respond_error(struct sigil_http_req *req, int status, const char 
 int sigil_http_req_defer(struct sigil_http_req *req);
 
 /* Answers a deferred req from any thread (copies body; the loop sends it soon, or drops it
- * if the client left). Must be called once per deferred req, before the server is stopped.
+ * if the client left). Must be called once per deferred req; a stopping server waits for it.
  * Returns 0 or SIGIL_ERR_STATE if req is not deferred or already answered; on allocation
  * failure a 500 is sent instead and SIGIL_ERR_NOMEM returned, on bad arguments a 500 and
  * SIGIL_ERR_INVALID. */
@@ -204,7 +204,7 @@ int sigil_http_post_json(struct sigil_http_req *req, int status, json_t *json);
  * it does not verify: run it after the chain verified. Writes the ID, NUL-terminated, into
  * id. Returns 0 or SIGIL_ERR_INVALID / SIGIL_ERR_RANGE / SIGIL_ERR_NOTFOUND (no URI SAN)
  * with *why naming the rule. */
-int sigil_http_peer_spiffeid(STACK_OF(X509) * chain, char id[SIGIL_HTTP_ID_MAX + 1],
+int sigil_http_peer_spiffeid(STACK_OF(X509) *chain, char id[SIGIL_HTTP_ID_MAX + 1],
                              const char **why);
 
 /* Finds parameter name in an undecoded query string (a=1&b=2, no '?') of qlen bytes and
