@@ -544,9 +544,6 @@ finish(const char *name, struct sigil_server_config *cfg, struct sigil_config_er
     if (cfg->ca_intermediate_ttl_ms >= cfg->ca_root_ttl_ms)
         return cross_fail(err, name, "ca.intermediate_ttl", SIGIL_ERR_INVALID,
                           "must be shorter than ca.root_ttl");
-    if (cfg->ca_jwt_key_ttl_ms > cfg->ca_root_ttl_ms)
-        return cross_fail(err, name, "ca.jwt_key_ttl", SIGIL_ERR_INVALID,
-                          "must not be longer than ca.root_ttl");
     if (cfg->ca_refresh_hint_ms % 1000 != 0)
         return cross_fail(err, name, "ca.bundle_refresh_hint", SIGIL_ERR_INVALID,
                           "must be whole seconds");
