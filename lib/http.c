@@ -2,6 +2,7 @@
  * listeners, the TLS contexts, our per-connection and per-request records, routing, JSON
  * errors, deferred answers from worker threads and the graceful stop. See sigil/http.h. */
 #include "sigil/http.h"
+#include "sigil/x509.h"
 #include "sigil/err.h"
 #include "sigil/spiffeid.h"
 
@@ -1564,60 +1565,24 @@ sigil_http_server_stop(struct sigil_http_server *srv, void (*done)(void *arg), v
 int
 sigil_http_peer_spiffeid(STACK_OF(X509) *chain, char id[SIGIL_HTTP_ID_MAX + 1], const char **why)
 {
-    GENERAL_NAMES *names = NULL;
-    const GENERAL_NAME *uri = NULL;
     struct sigil_spiffeid sid;
     X509 *leaf;
-    int crit = -1, n, r = SIGIL_ERR_INVALID;
+    int r;
 
     id[0] = '\0';
     *why = NULL;
     if (chain == NULL || sk_X509_num(chain) < 1 || (leaf = sk_X509_value(chain, 0)) == NULL) {
         *why = "X-1: no peer certificate";
-        goto out;
+        return SIGIL_ERR_INVALID;
     }
-    names = X509_get_ext_d2i(leaf, NID_subject_alt_name, &crit, NULL);
-    if (names == NULL) {
-        if (crit == -1) {
-            *why = "X-1: peer certificate has no URI SAN";
-            r = SIGIL_ERR_NOTFOUND;
-        } else {
-            *why = "X-1: peer certificate has a malformed or repeated SAN extension";
-        }
-        goto out;
-    }
-    n = sk_GENERAL_NAME_num(names);
-    for (int i = 0; i < n; i++) {
-        const GENERAL_NAME *g = sk_GENERAL_NAME_value(names, i);
-        if (g->type != GEN_URI)
-            continue;
-        if (uri != NULL) {
-            *why = "X-1: peer certificate has more than one URI SAN";
-            goto out;
-        }
-        uri = g;
-    }
-    if (uri == NULL) {
-        *why = "X-1: peer certificate has no URI SAN";
-        r = SIGIL_ERR_NOTFOUND;
-        goto out;
-    }
-    const ASN1_IA5STRING *s = uri->d.uniformResourceIdentifier;
-    if ((r = sigil_spiffeid_parse((const char *)ASN1_STRING_get0_data(s),
-                                  (size_t)ASN1_STRING_length(s), &sid, why)) != 0)
-        goto out;
+    if ((r = sigil_x509_cert_spiffeid(leaf, &sid, why)) != 0)
+        return r;
     if (!sigil_spiffeid_has_path(&sid)) {
         *why = "X-2: a peer's SPIFFE ID must have a path";
-        r = SIGIL_ERR_INVALID;
-        goto out;
+        return SIGIL_ERR_INVALID;
     }
     memcpy(id, sid.str, sid.len + 1);
-    r = 0;
-out:
-    GENERAL_NAMES_free(names);
-    if (r != 0 && *why == NULL)
-        *why = "X-1: peer certificate has no valid SPIFFE ID";
-    return r;
+    return 0;
 }
 
 /* Percent-decodes s[0..n) ('+' is a space) into out, writing at most cap bytes; *outlen is

@@ -177,7 +177,7 @@ der_cert(const unsigned char *p, long len, X509 **out, const char **why)
 }
 
 static int
-push_cert(STACK_OF(X509) * sk, X509 *cert, const char **why)
+push_cert(STACK_OF(X509) *sk, X509 *cert, const char **why)
 {
     if (sk_X509_num(sk) >= SIGIL_X509_CHAIN_MAX) {
         X509_free(cert);
@@ -193,7 +193,7 @@ push_cert(STACK_OF(X509) * sk, X509 *cert, const char **why)
 /* The common walk: certificates into *certs; one PRIVATE KEY into *key if key != NULL,
  * else a key block is an error. */
 static int
-pem_walk(const uint8_t *p, size_t n, STACK_OF(X509) * *certs, EVP_PKEY **key, const char **why)
+pem_walk(const uint8_t *p, size_t n, STACK_OF(X509) **certs, EVP_PKEY **key, const char **why)
 {
     struct pem_block b = {0};
     STACK_OF(X509) *sk = NULL;
@@ -256,20 +256,20 @@ out:
 }
 
 int
-sigil_x509_chain_parse_pem(const uint8_t *p, size_t n, STACK_OF(X509) * *out, const char **why)
+sigil_x509_chain_parse_pem(const uint8_t *p, size_t n, STACK_OF(X509) **out, const char **why)
 {
     return pem_walk(p, n, out, NULL, why);
 }
 
 int
-sigil_x509_pem_parse_certs_and_key(const uint8_t *p, size_t n, STACK_OF(X509) * *certs,
+sigil_x509_pem_parse_certs_and_key(const uint8_t *p, size_t n, STACK_OF(X509) **certs,
                                    EVP_PKEY **key, const char **why)
 {
     return pem_walk(p, n, certs, key, why);
 }
 
 int
-sigil_x509_chain_parse_der(const uint8_t *p, size_t n, STACK_OF(X509) * *out, const char **why)
+sigil_x509_chain_parse_der(const uint8_t *p, size_t n, STACK_OF(X509) **out, const char **why)
 {
     STACK_OF(X509) *sk = NULL;
     const unsigned char *q = p;
@@ -659,7 +659,7 @@ out:
 }
 
 int
-sigil_x509_chain_to_der(STACK_OF(X509) * chain, struct sigil_buf *out)
+sigil_x509_chain_to_der(STACK_OF(X509) *chain, struct sigil_buf *out)
 {
     int r;
 
@@ -670,7 +670,7 @@ sigil_x509_chain_to_der(STACK_OF(X509) * chain, struct sigil_buf *out)
 }
 
 int
-sigil_x509_chain_to_pem(STACK_OF(X509) * chain, struct sigil_buf *out)
+sigil_x509_chain_to_pem(STACK_OF(X509) *chain, struct sigil_buf *out)
 {
     int r;
 

@@ -73,11 +73,13 @@ uri_spiffeid(const GENERAL_NAME *gn, struct sigil_spiffeid *out, const char **wh
 {
     const ASN1_IA5STRING *s = gn->d.uniformResourceIdentifier;
     const char *idwhy = NULL;
+    int r;
 
     if (s == NULL || s->length <= 0)
         return fail(why, SIGIL_ERR_INVALID, "X-1: the URI SAN is empty");
-    if (sigil_spiffeid_parse((const char *)s->data, (size_t)s->length, out, &idwhy) != 0)
-        return fail(why, SIGIL_ERR_INVALID, idwhy != NULL ? idwhy : "ID-1: invalid SPIFFE ID");
+    /* keep the parser's code: SIGIL_ERR_RANGE says "over ID-7's length" */
+    if ((r = sigil_spiffeid_parse((const char *)s->data, (size_t)s->length, out, &idwhy)) != 0)
+        return fail(why, r, idwhy != NULL ? idwhy : "ID-1: invalid SPIFFE ID");
     return 0;
 }
 
@@ -317,7 +319,7 @@ map_verify_error(int err, const char **why)
 }
 
 int
-sigil_x509_svid_verify(STACK_OF(X509) * chain, STACK_OF(X509) * roots, time_t at,
+sigil_x509_svid_verify(STACK_OF(X509) *chain, STACK_OF(X509) *roots, time_t at,
                        struct sigil_spiffeid *id_out, const char **why)
 {
     STACK_OF(X509) *untrusted = NULL;

@@ -27,7 +27,7 @@ check_refusal(int r, const char *why)
 }
 
 static void
-exercise(STACK_OF(X509) * chain)
+exercise(STACK_OF(X509) *chain)
 {
     struct sigil_spiffeid id;
     struct sigil_buf der = {0};

@@ -12,7 +12,7 @@
 
 /* A parsed SPIFFE ID. Plain data: safe to copy with `=` or memcpy. */
 struct sigil_spiffeid {
-    char str[SIGIL_SPIFFEID_MAX + 1];   /* "spiffe://td/path", NUL-terminated */
+    char str[SIGIL_SPIFFEID_MAX + 1];    /* "spiffe://td/path", NUL-terminated */
     char td[SIGIL_TRUST_DOMAIN_MAX + 1]; /* "td", NUL-terminated */
     size_t len;                          /* strlen(str) */
     size_t path_off;                     /* str + path_off is the path: "" or "/a/b" */
@@ -21,8 +21,7 @@ struct sigil_spiffeid {
 /* Parses len bytes of s (no NUL needed) as a SPIFFE ID. Returns 0, or SIGIL_ERR_INVALID
  * / SIGIL_ERR_RANGE with *why (if why != NULL) set to a static text naming the rule,
  * e.g. "ID-5: path segment is empty". */
-int sigil_spiffeid_parse(const char *s, size_t len, struct sigil_spiffeid *out,
-                         const char **why);
+int sigil_spiffeid_parse(const char *s, size_t len, struct sigil_spiffeid *out, const char **why);
 
 /* Checks len bytes of td as a bare trust domain name ("example.org", no scheme).
  * Returns 0 or SIGIL_ERR_INVALID / SIGIL_ERR_RANGE with *why set. */
@@ -58,6 +57,7 @@ bool sigil_spiffeid_equal(const struct sigil_spiffeid *a, const struct sigil_spi
 /* True if id equals prefix or lies under it on a segment boundary
  * ("spiffe://td/a" is under "spiffe://td/a" and "spiffe://td", not "spiffe://td/ab" under
  * "spiffe://td/a"). */
-bool sigil_spiffeid_has_prefix(const struct sigil_spiffeid *id, const struct sigil_spiffeid *prefix);
+bool sigil_spiffeid_has_prefix(const struct sigil_spiffeid *id,
+                               const struct sigil_spiffeid *prefix);
 
 #endif

@@ -150,16 +150,16 @@ int sigil_x509_mint_leaf_csr(const struct sigil_x509_leaf_params *params, X509_R
  * (caller frees with sk_X509_pop_free(.., X509_free)). No certificate, more than
  * SIGIL_X509_CHAIN_MAX, or more than SIGIL_X509_INPUT_MAX bytes is an error.
  * Returns 0 or SIGIL_ERR_INVALID / SIGIL_ERR_RANGE / SIGIL_ERR_NOMEM with *why set. */
-int sigil_x509_chain_parse_pem(const uint8_t *p, size_t n, STACK_OF(X509) * *out, const char **why);
+int sigil_x509_chain_parse_pem(const uint8_t *p, size_t n, STACK_OF(X509) **out, const char **why);
 
 /* Parses concatenated DER certificates (the Workload API's x509_svid and bundle fields)
  * into *out (caller frees); same caps and errors as sigil_x509_chain_parse_pem. */
-int sigil_x509_chain_parse_der(const uint8_t *p, size_t n, STACK_OF(X509) * *out, const char **why);
+int sigil_x509_chain_parse_der(const uint8_t *p, size_t n, STACK_OF(X509) **out, const char **why);
 
 /* Parses PEM holding one or more "CERTIFICATE" blocks and exactly one PKCS#8
  * "PRIVATE KEY" block, in any order, into *certs (in file order) and *key (both caller
  * frees). Decoded key bytes are wiped. Returns 0 or an error with *why set. */
-int sigil_x509_pem_parse_certs_and_key(const uint8_t *p, size_t n, STACK_OF(X509) * *certs,
+int sigil_x509_pem_parse_certs_and_key(const uint8_t *p, size_t n, STACK_OF(X509) **certs,
                                        EVP_PKEY **key, const char **why);
 
 /* Reads a regular file of at most SIGIL_X509_INPUT_MAX bytes into out (appended). For
@@ -177,10 +177,10 @@ int sigil_x509_cert_to_pem(X509 *cert, struct sigil_buf *out);
 
 /* Appends every certificate of chain as DER, back to back (leaf first if chain is).
  * Returns 0 or an error. */
-int sigil_x509_chain_to_der(STACK_OF(X509) * chain, struct sigil_buf *out);
+int sigil_x509_chain_to_der(STACK_OF(X509) *chain, struct sigil_buf *out);
 
 /* Appends every certificate of chain as PEM blocks. Returns 0 or an error. */
-int sigil_x509_chain_to_pem(STACK_OF(X509) * chain, struct sigil_buf *out);
+int sigil_x509_chain_to_pem(STACK_OF(X509) *chain, struct sigil_buf *out);
 
 /* ---- SVID checks and verification ---- */
 
@@ -221,7 +221,7 @@ int sigil_x509_svid_check_ca(X509 *cert, const char **why);
  * (no path to the bundle, bad signature, name constraints) or SIGIL_ERR_RANGE, with *why.
  * An intermediate's trust domain is not compared with the leaf's (X-3 says SHOULD); the
  * name constraints our intermediates carry enforce it during path validation. */
-int sigil_x509_svid_verify(STACK_OF(X509) * chain, STACK_OF(X509) * roots, time_t at,
+int sigil_x509_svid_verify(STACK_OF(X509) *chain, STACK_OF(X509) *roots, time_t at,
                            struct sigil_spiffeid *id_out, const char **why);
 
 #endif

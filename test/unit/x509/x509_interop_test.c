@@ -138,7 +138,7 @@ assert_good_leaf(X509 *leaf)
 
 /* The DER form of a chain parses back to the same certificates. */
 static void
-assert_der_roundtrip(STACK_OF(X509) * chain)
+assert_der_roundtrip(STACK_OF(X509) *chain)
 {
     struct sigil_buf der = {0}, again = {0};
     STACK_OF(X509) *back = NULL;
@@ -155,7 +155,8 @@ assert_der_roundtrip(STACK_OF(X509) * chain)
     sigil_buf_free(&again);
 }
 
-static STACK_OF(X509) * one(X509 *cert)
+static STACK_OF(X509) *
+one(X509 *cert)
 {
     STACK_OF(X509) *sk = sk_X509_new_null();
 

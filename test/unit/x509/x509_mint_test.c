@@ -27,8 +27,8 @@ struct pki {
     time_t now;
     EVP_PKEY *root_key, *inter_key, *leaf_key;
     X509 *root, *inter, *leaf;
-    STACK_OF(X509) * chain; /* leaf, inter (owned) */
-    STACK_OF(X509) * roots; /* root (owned) */
+    STACK_OF(X509) *chain; /* leaf, inter (owned) */
+    STACK_OF(X509) *roots; /* root (owned) */
 };
 
 static void
@@ -135,7 +135,8 @@ teardown(void **state)
     return 0;
 }
 
-static STACK_OF(X509) * stack_of(X509 *a, X509 *b)
+static STACK_OF(X509) *
+stack_of(X509 *a, X509 *b)
 {
     STACK_OF(X509) *sk = sk_X509_new_null();
 
