@@ -3,9 +3,9 @@
  * $SIGIL_MIGRATIONS_DIR, then $SIGIL_SOURCE_DIR/migrations (test/sql/run passes only the
  * conninfo). Exit: 0 migrated, 1 failed, 2 usage, 3 refused (changed migration, newer DB). */
 
-/* Until the server target exists this helper (linked only to libsigil) compiles the
- * migrator in; the server's build will own server/migrate.c. */
-#include "../../../server/migrate.c"
+/* The migrator comes from sigil_server_core, which server/CMakeLists.txt links in. */
+#include "../../../server/migrate.h"
+#include "sigil/err.h"
 
 #include <stdio.h>
 #include <stdlib.h>
