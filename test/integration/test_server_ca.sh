@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Root CA rotation (server/ca.c) against a real PostgreSQL: prepare publishes the new root and
+# JWT key before use and bumps the bundle sequence, activate switches to them and re-mints this
+# instance's intermediate under the new root, retire removes the old ones only once nothing
+# under them can be valid; refused steps say why. One line per check, then "N passed, N failed".
+set -uo pipefail
+SRC=${SIGIL_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+BUILD=${SIGIL_BUILD_DIR:-$SRC/build}
+SERVER=$BUILD/server/sigil-server
+TOOL=$BUILD/test/server_ca_tool
+CHECK=$BUILD/test/server_bundle_check
+for b in "$SERVER" "$TOOL" "$CHECK"; do
+  [ -x "$b" ] || { echo "not ok - $b is not built"; echo "0 passed, 1 failed"; exit 1; }
+done
+PGDIR=$BUILD/pg-server-ca
+PG=$SRC/deploy/local/pg
+"$PG" start "$PGDIR" >/dev/null || { echo "not ok - cannot start PostgreSQL"; exit 1; }
+SOCK=$PGDIR/socket
+DB=sigil_ca_$$
+TMP=$(mktemp -d /tmp/sigil-ca.XXXXXX)
+cleanup() {
+  psql -h "$SOCK" -U sigil -d postgres -qc "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true
+  "$PG" stop "$PGDIR" >/dev/null 2>&1 || true
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+passed=0
+failed=0
+ok() { echo "ok - $*"; passed=$((passed + 1)); }
+notok() { echo "not ok - $*"; failed=$((failed + 1)); }
+check() {
+  local what=$1
+  shift
+  if "$@" >/dev/null; then ok "$what"; else notok "$what"; fi
+}
+q() { psql "$C" -v ON_ERROR_STOP=1 -tAc "$1"; }
+TD=rotate.example
+C="host=$SOCK user=sigil dbname=$DB"
+psql -h "$SOCK" -U sigil -d postgres -qc "CREATE DATABASE $DB"
+
+# runs a step: name, instance, step [, jwt max seconds]; output in $TMP/name.out, code in .rc
+step() {
+  local rc=0
+  "$TOOL" "$C" "$TMP/keys" "$TD" "$2" "$3" ${4:+"$4"} >"$TMP/$1.out" 2>"$TMP/$1.err" || rc=$?
+  echo "$rc" >"$TMP/$1.rc"
+}
+val() { sed -n "s/^$2 //p" "$TMP/$1.out"; }
+rc() { cat "$TMP/$1.rc"; }
+bundle() { q "SELECT document::text FROM bundles WHERE own" | "$CHECK" "$TD"; }
+
+"$SERVER" migrate --database "$C" >/dev/null 2>&1
+check "migrate" test $? = 0
+
+step open inst-a open
+check "open on a fresh database makes the root" test "$(val open made_root)" = 1
+check "open: bundle sequence 1 with one root and one JWT key" \
+  test "$(val open sequence)/$(val open x509)/$(val open jwt)" = "1/1/1"
+check "open: the intermediate is signed by the root" test "$(val open intermediate_signed_by_root)" = yes
+R1=$(val open root_serial)
+K1=$(val open kid)
+
+step act0 inst-a activate
+check "activate with nothing prepared is refused" test "$(rc act0)" = 3
+check "the refusal says to prepare first" grep -q "prepare one first" "$TMP/act0.err"
+check "a refused step leaves the CA loaded" test "$(val act0 root_serial)" = "$R1"
+
+step prep inst-a prepare
+check "prepare succeeds" test "$(rc prep)" = 0
+check "prepare bumps the sequence to 2" test "$(val prep sequence)" = 2
+check "prepare publishes both roots and both JWT keys" test "$(val prep x509)/$(val prep jwt)" = "2/2"
+check "prepare keeps signing with the active root" test "$(val prep root_serial)" = "$R1"
+check "prepare keeps the active JWT key" test "$(val prep kid)" = "$K1"
+check "the journal holds a prepared root and JWT key" \
+  test "$(q "SELECT count(*) FROM ca_journal WHERE state = 'prepared'")" = 2
+bundle >"$TMP/b2.txt"
+check "the bundle row (sequence 2, 2 roots, 2 JWT keys) decodes" \
+  grep -qz "x509 2.jwt 2.sequence 2" "$TMP/b2.txt"
+check "the prepared root's key file is 0600" \
+  test "$(stat -c %a "$TMP"/keys/root-*.key | sort -u)" = 600
+
+step prep2 inst-a prepare
+check "a second prepare is refused" test "$(rc prep2)" = 3
+check "the refusal says one is prepared" grep -q "prepared already" "$TMP/prep2.err"
+check "the refused prepare left the sequence" test "$(q "SELECT sequence FROM bundles WHERE own")" = 2
+
+step act inst-a activate
+R2=$(val act root_serial)
+check "activate succeeds" test "$(rc act)" = 0
+check "activate switches to the new root" test -n "$R2" -a "$R2" != "$R1"
+check "activate switches the JWT key" test "$(val act kid)" != "$K1"
+check "the new intermediate is signed by the new root" test "$(val act intermediate_signed_by_root)" = yes
+check "activate does not change the published bundle (sequence 2)" test "$(val act sequence)" = 2
+check "the old root is 'old'" \
+  test "$(q "SELECT count(*) FROM ca_journal WHERE kind = 'x509_root' AND state = 'old'")" = 1
+check "this instance's previous intermediate is 'old'" \
+  test "$(q "SELECT count(*) FROM ca_journal WHERE kind = 'x509_intermediate' AND state = 'old' AND issued_to = 'inst-a'")" = 1
+
+step ret0 inst-a retire 3600
+check "retire while chains under the old root live retires nothing" test "$(val ret0 retired)" = 0
+check "... and keeps the sequence" test "$(val ret0 sequence)" = 2
+
+# let time pass: the old intermediate expires, the new JWT key has been active 2 hours
+q "UPDATE ca_journal SET not_before = now() - interval '3 hours', not_after = now() - interval '1 hour'
+   WHERE kind = 'x509_intermediate' AND state = 'old'" >/dev/null
+q "UPDATE ca_journal SET activated_at = now() - interval '2 hours' WHERE kind = 'jwt_key' AND state = 'active'" >/dev/null
+step ret inst-a retire 3600
+check "retire then retires the old root and the old JWT key" test "$(val ret retired)" = 2
+check "retire bumps the sequence to 3" test "$(val ret sequence)" = 3
+check "the bundle holds one root and one JWT key again" test "$(val ret x509)/$(val ret jwt)" = "1/1"
+bundle >"$TMP/b3.txt"
+check "the bundle row (sequence 3) decodes" grep -qz "x509 1.jwt 1.sequence 3" "$TMP/b3.txt"
+check "the old root is 'retired' with a time" \
+  test "$(q "SELECT count(*) FROM ca_journal WHERE kind = 'x509_root' AND state = 'retired' AND retired_at IS NOT NULL")" = 1
+
+step b inst-b open
+check "another instance gets its own intermediate under the new root" \
+  test "$(val b made_root)/$(val b made_intermediate)/$(val b root_serial)/$(val b intermediate_signed_by_root)" = "0/1/$R2/yes"
+step a2 inst-a open
+check "reopening reuses this instance's intermediate" test "$(val a2 made_intermediate)" = 0
+check "every bundle change was one sequence step (events logged per change)" \
+  test "$(q "SELECT count(DISTINCT revision) FROM events WHERE kind = 'bundle'")" = 3
+
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
