@@ -145,6 +145,32 @@ test_entries_basic(struct sigil_db_conn *c)
           "create wrote its audit row with the entry as after");
     sigil_store_entry_free(&got);
     sigil_store_entry_free(&e);
+
+    /* bytes that are special in array literals, JSON and SQL survive the trip */
+    mk(&e, "odd/chars", "spiffe://example.org/agent/a", "");
+    {
+        const char *odd = "unix:path:/a \"b\\c,{d}";
+        sigil_selector_set_add_str(&e.selectors, odd, strlen(odd), NULL);
+    }
+    sigil_selector_set_add_str(&e.selectors, "unix:user:NULL", 14, NULL);
+    e.hint = strdup("quote \" backslash \\ brace { comma , \xc3\xa9");
+    r = sigil_store_entry_create(c, ACTOR, &e, &err);
+    check(
+        r == 0 && sigil_store_entry_get(c, e.id, &got, &err) == 0 &&
+            sigil_selector_set_equal(&got.selectors, &e.selectors) && strcmp(got.hint, e.hint) == 0,
+        "selector values and hints with quotes, backslashes, braces round-trip (%s)", err.message);
+    check(scalar(c,
+                 "SELECT count(*) FROM entry_selectors WHERE entry_id = $1::uuid AND "
+                 "value IN ('path:/a \"b\\c,{d}', 'user:NULL')",
+                 e.id) == 2,
+          "the selector rows hold the exact values");
+    check(scalar(c,
+                 "SELECT count(*) FROM audit_log WHERE object_id = $1 AND "
+                 "after->>'hint' LIKE 'quote \" backslash %'",
+                 e.id) == 1,
+          "the audit JSON holds the exact hint");
+    sigil_store_entry_free(&got);
+    sigil_store_entry_free(&e);
 }
 
 static void
