@@ -301,7 +301,8 @@ static const char entry_help[] =
     "               [--downstream] [--hint TEXT] [--output json]\n"
     "  entry show   [--id ID] [--spiffe-id ID] [--parent-id ID] [--selector T:V]...\n"
     "               [--match exact|subset|superset|any] [--team T] [--page-size N]\n"
-    "               [--output json]      (all pages; JSON: one {\"entries\":[...]})\n"
+    "               [--output json]      (all pages; JSON: one {\"entries\":[...]}, or\n"
+    "                                    the Entry itself with --id)\n"
     "  entry update --id ID [--spiffe-id ID] [--parent-id ID] [--selector T:V]... (replaces\n"
     "               the set) [--x509-ttl D] [--jwt-ttl D] [--dns NAME]... [--clear-dns]\n"
     "               [--federates-with TD]... [--clear-federates-with] [--admin|--no-admin]\n"
@@ -527,21 +528,15 @@ import_send(struct import_run *ir)
         return EXIT_OK;
     import_where(first, sizeof first, ir->index[0], ir->line[0]);
     import_where(last, sizeof last, ir->index[ir->n - 1], ir->line[ir->n - 1]);
-    if (sigil_buf_append_str(&body, "{\"entries\":[") != 0) {
-        exit_code = EXIT_FAIL;
-        goto out;
-    }
+    if (sigil_buf_append_str(&body, "{\"entries\":[") != 0)
+        goto nomem;
     for (i = 0; i < ir->n; i++) {
         if ((i > 0 && sigil_buf_append_str(&body, ",") != 0) ||
-            sigil_buf_append_str(&body, ir->items[i]) != 0) {
-            exit_code = EXIT_FAIL;
-            goto out;
-        }
+            sigil_buf_append_str(&body, ir->items[i]) != 0)
+            goto nomem;
     }
-    if (sigil_buf_append_str(&body, "]}") != 0) {
-        exit_code = EXIT_FAIL;
-        goto out;
-    }
+    if (sigil_buf_append_str(&body, "]}") != 0)
+        goto nomem;
     r = sigil_cli_http_request(ir->c->socket, "POST", "/v1/entries:batchCreate",
                                (const char *)body.data, body.len, &resp, err, sizeof err);
     if (r != 0) {
@@ -593,6 +588,10 @@ import_send(struct import_run *ir)
         }
     }
     exit_code = EXIT_OK;
+    goto out;
+nomem:
+    fprintf(stderr, "Error: out of memory\n");
+    exit_code = EXIT_FAIL;
 out:
     json_decref(doc);
     sigil_cli_response_free(&resp);
@@ -608,8 +607,10 @@ import_add(struct import_run *ir, const struct sigil_cli_import_item *it, int ba
     size_t len;
     int code;
 
-    if ((s = json_dumps(it->input, JSON_COMPACT)) == NULL)
+    if ((s = json_dumps(it->input, JSON_COMPACT)) == NULL) {
+        fprintf(stderr, "Error: out of memory\n");
         return EXIT_FAIL;
+    }
     len = strlen(s);
     if (ir->n > 0 && ir->bytes + len + 1 > BATCH_BODY_MAX && (code = import_send(ir)) != EXIT_OK) {
         free(s);
@@ -627,6 +628,7 @@ import_add(struct import_run *ir, const struct sigil_cli_import_item *it, int ba
             ir->index = index;
         line = index != NULL ? realloc(ir->line, cap * sizeof *line) : NULL;
         if (line == NULL) {
+            fprintf(stderr, "Error: out of memory\n");
             free(s);
             return EXIT_FAIL;
         }
@@ -669,7 +671,8 @@ entry_import(const struct cli *c, const struct sigil_cli_entry_args *a)
         }
         if ((code = import_add(&ir, &it, a->batch_size)) != EXIT_OK)
             break;
-        import_progress(&ir, false);
+        if (ir.seen % 64 == 0 || ir.n == 0) /* every 64 lines, and after each batch */
+            import_progress(&ir, false);
     }
     if (r < 0) {
         fprintf(stderr, "Error: out of memory\n");

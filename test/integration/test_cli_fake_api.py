@@ -72,10 +72,13 @@ class Handler(BaseHTTPRequestHandler):
             srv.requests.append((self.command, url.path, query, body, url.query))
             answers = srv.routes.get((self.command, url.path))
             if answers:
-                status, out = answers.pop(0) if len(answers) > 1 else answers[0]
+                answer = answers.pop(0) if len(answers) > 1 else answers[0]
+                status, out = answer if not callable(answer) else (200, answer)
             else:
                 status, out = 404, {"error": {"code": "test.no_route",
                                               "message": f"no canned answer for {self.command} {url.path}"}}
+        if callable(out):  # an answer computed from the request
+            status, out = out(body)
         if out == "DROP":  # a server that dies mid-request
             self.close_connection = True
             return
@@ -314,6 +317,22 @@ def import_cases(api, d):
     rc, out, err, reqs = run(api, {("POST", "/v1/entries:batchCreate"): [(403, {"error": {"code": "auth.forbidden", "message": "viewers cannot write"}})]},
                              "entry", "import", path)
     check("a refused batch stops the import with the API's message", rc == 1 and "viewers cannot write" in err and "auth.forbidden" in err, (rc, err))
+
+    # the default batch size, and the body cap: 10,000 lines in batches of at most 1,000
+    # entries and 900 KiB each
+    with open(path, "w") as f:
+        for i in range(10000):
+            hint = "x" * (900 if i >= 9000 else 0)
+            f.write(json.dumps({"spiffe_id": f"spiffe://example.org/w/{i}", "parent_id": "spiffe://example.org/n",
+                                "selectors": [f"unix:uid:{i}"], "hint": hint}) + "\n")
+    all_created = lambda body: (200, {"results": [{"status": 201}] * len(body["entries"])})
+    rc, out, err, reqs = run(api, {("POST", "/v1/entries:batchCreate"): [all_created]}, "entry", "import", path)
+    sizes = [len(r[3]["entries"]) for r in reqs]
+    check("10,000 lines: every entry sent once, in order", rc == 0 and sum(sizes) == 10000
+          and [e["spiffe_id"] for r in reqs for e in r[3]["entries"]] == [f"spiffe://example.org/w/{i}" for i in range(10000)], (rc, err[-300:]))
+    check("batches of at most 1,000 entries and 900 KiB", sizes[:9] == [1000] * 9 and all(
+        len(json.dumps(r[3], separators=(",", ":"))) <= 900 * 1024 for r in reqs) and len(reqs) > 10, sizes)
+    check("10,000 lines: summary", "10000 entries, 10000 created, 0 already existed, 0 failed" in out, out)
 
     spire = """{
   "entries": [
