@@ -18,7 +18,7 @@
 #define SIGIL_VERSION "0.0.0"
 #endif
 
-#define DEFAULT_ADMIN_SOCKET "/run/sigil/server/admin.sock"
+#define DEFAULT_ADMIN_SOCKET SIGIL_SERVER_ADMIN_SOCKET_DEFAULT
 
 /* The CLI (server/cli.c) may not be linked in yet: a weak reference is NULL until it is. */
 int sigil_cli_main(int argc, char **argv) __attribute__((weak));

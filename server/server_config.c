@@ -54,9 +54,8 @@ const struct sigil_config_field sigil_server_config_schema[] = {
     {.key = "admin.socket_path",
      .type = SIGIL_CFG_STRING,
      .offset = F(admin_socket_path),
-     .def = "/run/sigil/server/admin.sock",
      .doc = "Local admin Unix socket (at most 96 bytes); whoever may connect is a platform "
-            "admin."},
+            "admin. Unset: $SIGIL_ADMIN_SOCKET, else " SIGIL_SERVER_ADMIN_SOCKET_DEFAULT "."},
     {.key = "admin.socket_mode",
      .type = SIGIL_CFG_MODE,
      .offset = F(admin_socket_mode),
@@ -525,6 +524,12 @@ finish(const char *name, struct sigil_server_config *cfg, struct sigil_config_er
     if (cfg->db_conninfo == NULL && (env = getenv("SIGIL_DATABASE")) != NULL && env[0] != '\0' &&
         (cfg->db_conninfo = strdup(env)) == NULL)
         return SIGIL_ERR_NOMEM;
+    if (cfg->admin_socket_path == NULL) {
+        env = getenv("SIGIL_ADMIN_SOCKET");
+        if ((cfg->admin_socket_path = strdup(
+                 env != NULL && env[0] != '\0' ? env : SIGIL_SERVER_ADMIN_SOCKET_DEFAULT)) == NULL)
+            return SIGIL_ERR_NOMEM;
+    }
     if (strlen(cfg->admin_socket_path) > 96 || cfg->admin_socket_path[0] == '\0')
         return cross_fail(err, name, "admin.socket_path", SIGIL_ERR_RANGE,
                           "must be 1 to 96 bytes (a Unix socket path)");

@@ -13,6 +13,9 @@
 #include "sigil/policy.h"
 #include "sigil/spiffeid.h"
 
+/* The admin socket when neither the file nor $SIGIL_ADMIN_SOCKET names one. */
+#define SIGIL_SERVER_ADMIN_SOCKET_DEFAULT "/run/sigil/server/admin.sock"
+
 enum sigil_server_role {
     SIGIL_SERVER_UPSTREAM = 0,
     SIGIL_SERVER_DOWNSTREAM,
@@ -28,9 +31,9 @@ struct sigil_server_config {
     char *trust_domain; /* bare name after loading ("spiffe://" form accepted in the file) */
     int role;           /* enum sigil_server_role */
     char *instance_id;  /* NULL in the file: "<hostname>:<admin.socket_path>" after loading */
-    char *db_conninfo;  /* NULL in the file: $SIGIL_DATABASE after loading */
+    char *db_conninfo;  /* NULL in the file: $SIGIL_DATABASE after loading (may stay NULL) */
     int64_t db_pool_size;
-    char *admin_socket_path;
+    char *admin_socket_path; /* unset in the file: $SIGIL_ADMIN_SOCKET, else the default */
     mode_t admin_socket_mode;
     char *admin_listen; /* host:port or NULL */
     char *admin_tls_cert;

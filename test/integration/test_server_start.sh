@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # sigil-server against a real PostgreSQL: migrate, run, the admin socket's /live /ready
-# /metrics over curl, healthcheck, the root CA (key file 0600, a CA with URI SAN
-# spiffe://<td> per openssl), our own bundle row decoded by our bundle decoder, a restart that
-# keeps the root, two servers starting together on a fresh database making one root, and a
-# database of another trust domain refused. One line per check, then "N passed, N failed".
+# /metrics over curl, healthcheck, /ready following the database, the root CA (key file 0600,
+# a CA with URI SAN spiffe://<td> per openssl), our own bundle row decoded by our bundle
+# decoder, a restart that keeps the root, two servers starting together on a fresh database
+# making one root, a swapped key file and another trust domain refused. One line per check,
+# then "N passed, N failed".
 set -uo pipefail
 SRC=${SIGIL_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 BUILD=${SIGIL_BUILD_DIR:-$SRC/build}
@@ -118,6 +119,22 @@ check "the startup log names the trust domain" grep -q "trust_domain=$TD" "$TMP/
 check "the startup log names the root CA serial" grep -q "root CA serial=[0-9a-f]* .*new=true" "$TMP/one.log"
 check "the startup log names the JWT kid" grep -q "JWT signing key kid=" "$TMP/one.log"
 check "no private key in the log" bash -c "! grep -q 'PRIVATE KEY' '$TMP/one.log'"
+
+# --- readiness follows the database
+wait_status() { # socket path status [seconds]
+  local i
+  for i in $(seq 1 $((${4:-15} * 5))); do
+    [ "$(status_of "$1" "$2")" = "$3" ] && return 0
+    sleep 0.2
+  done
+  return 1
+}
+"$PG" stop "$PGDIR" >/dev/null
+check "with the database down, /ready is 503" wait_status "$TMP/one.sock" /ready 503
+check "the 503 is a JSON error with a code" grep -q '"code":"not_ready.database"' "$TMP/body"
+check "with the database down, /live is still 200" test "$(status_of "$TMP/one.sock" /live)" = 200
+"$PG" start "$PGDIR" >/dev/null
+check "with the database back, /ready is 200 again" wait_status "$TMP/one.sock" /ready 200
 
 # --- the root CA
 check "the key dir is 0700" test "$(stat -c %a "$TMP/keys")" = 700

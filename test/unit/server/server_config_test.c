@@ -293,6 +293,20 @@ test_database_from_env(void **state)
     assert_string_equal(cfg.db_conninfo, "dbname=y");
     sigil_server_config_free(&cfg);
     unsetenv("SIGIL_DATABASE");
+    /* the admin socket: the file, else $SIGIL_ADMIN_SOCKET, else the default */
+    setenv("SIGIL_ADMIN_SOCKET", "/tmp/env-admin.sock", 1);
+    assert_int_equal(load("trust_domain: example.org\n", &cfg, &err), 0);
+    assert_string_equal(cfg.admin_socket_path, "/tmp/env-admin.sock");
+    assert_non_null(strstr(cfg.instance_id, ":/tmp/env-admin.sock"));
+    sigil_server_config_free(&cfg);
+    assert_int_equal(
+        load("trust_domain: example.org\nadmin:\n  socket_path: /tmp/f.sock\n", &cfg, &err), 0);
+    assert_string_equal(cfg.admin_socket_path, "/tmp/f.sock");
+    sigil_server_config_free(&cfg);
+    unsetenv("SIGIL_ADMIN_SOCKET");
+    assert_int_equal(load("trust_domain: example.org\n", &cfg, &err), 0);
+    assert_string_equal(cfg.admin_socket_path, SIGIL_SERVER_ADMIN_SOCKET_DEFAULT);
+    sigil_server_config_free(&cfg);
     assert_int_equal(load("trust_domain: example.org\ninstance_id: replica-1\n", &cfg, &err), 0);
     assert_null(cfg.db_conninfo);
     assert_string_equal(cfg.instance_id, "replica-1");
