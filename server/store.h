@@ -100,7 +100,8 @@ int sigil_store_entry_to_json(const struct sigil_store_entry *e, json_t **out);
  * one is refused with a clear message before any SQL. Returns 0 or SIGIL_ERR_INVALID/RANGE. */
 int sigil_store_entry_check(const struct sigil_store_entry *e, struct sigil_store_err *err);
 
-/* Creates one entry as actor; fills e->id, revision, created_at, updated_at. Returns 0,
+/* Creates one entry as actor; fills e->id, revision, created_at, updated_at (and TTLs left 0
+ * with the defaults); a team the entry names gets its teams row if it has none. Returns 0,
  * SIGIL_ERR_EXISTS (err names the existing entry), INVALID, or a database error. */
 int sigil_store_entry_create(struct sigil_db_conn *c, const char *actor,
                              struct sigil_store_entry *e, struct sigil_store_err *err);

@@ -453,6 +453,7 @@ sigil_store_entries_create_batch(struct sigil_db_conn *c, const char *actor,
     }
     if (n == 0)
         return 0;
+    memset(results, 0, n * sizeof *results);
     if ((bt.it = calloc(n, sizeof *bt.it)) == NULL) {
         r = SIGIL_ERR_NOMEM;
         goto out;
