@@ -88,6 +88,19 @@ cli_write(const void *p, size_t n)
         fwrite(p, 1, n, stdout);
 }
 
+/* True if the answer's body is one JSON document. */
+static bool
+cli_is_json(const struct sigil_cli_response *resp)
+{
+    json_t *j;
+
+    if (resp->body.len == 0 || (j = json_loadb((const char *)resp->body.data, resp->body.len,
+                                               JSON_REJECT_DUPLICATES, NULL)) == NULL)
+        return false;
+    json_decref(j);
+    return true;
+}
+
 /* Prints an API error: "Error: <message>" on stderr; in JSON mode the error document goes to
  * stdout too, and the code to stderr, so a script can branch on it. */
 static void
@@ -98,9 +111,12 @@ cli_print_api_error(const struct cli *c, const struct sigil_cli_response *resp)
     sigil_cli_fmt_error((const char *)resp->body.data, resp->body.len, resp->status, code,
                         sizeof code, msg, sizeof msg);
     if (c->output == SIGIL_CLI_OUTPUT_JSON) {
-        cli_write(resp->body.data, resp->body.len);
-        if (resp->body.len > 0 && resp->body.data[resp->body.len - 1] != '\n')
-            putchar('\n');
+        /* stdout gets JSON or nothing: a proxy's HTML page is not passed on */
+        if (cli_is_json(resp)) {
+            cli_write(resp->body.data, resp->body.len);
+            if (resp->body.data[resp->body.len - 1] != '\n')
+                putchar('\n');
+        }
         fprintf(stderr, "Error: %s%s%s%s\n", msg, code[0] != '\0' ? " (code " : "", code,
                 code[0] != '\0' ? ")" : "");
     } else {
@@ -166,8 +182,12 @@ cli_show(const struct cli *c, const struct sigil_cli_response *resp,
     int code;
 
     if (c->output == SIGIL_CLI_OUTPUT_JSON) {
+        if (!cli_is_json(resp)) {
+            fprintf(stderr, "Error: the server's answer is not JSON\n");
+            return EXIT_UNREACHABLE;
+        }
         cli_write(resp->body.data, resp->body.len);
-        if (resp->body.len == 0 || resp->body.data[resp->body.len - 1] != '\n')
+        if (resp->body.data[resp->body.len - 1] != '\n')
             putchar('\n');
         return EXIT_OK;
     }

@@ -244,6 +244,12 @@ def cases(api, d):
     check("control characters from the server are escaped", rc == 1 and "\x1b" not in err and "\\x1B[31mX" in err, repr(err))
     rc, out, err, reqs = run(api, {("GET", "/v1/bundle"): [(500, b"oops, not json")]}, "bundle", "show")
     check("a non-JSON error answer still says the status", rc == 1 and "HTTP 500" in err, (rc, err))
+    rc, out, err, reqs = run(api, {("GET", "/v1/bundle"): [(502, b"<html>bad gateway</html>")]}, "bundle", "show", "--output", "json")
+    check("JSON mode passes no non-JSON error body to stdout", rc == 1 and out == "" and "HTTP 502" in err, (rc, out, err))
+    rc, out, err, reqs = run(api, {("GET", "/v1/bundle"): [(200, b"\x1b[2J")]}, "bundle", "show", "--output", "json")
+    check("JSON mode: a 200 answer that is not JSON is exit 2", rc == 2 and out == "" and "not JSON" in err, (rc, out, err))
+    rc, out, err, reqs = run(api, {("GET", "/v1/bundle"): [(200, b"[1,")]}, "bundle", "show")
+    check("text mode: a 200 answer that is not JSON is exit 2", rc == 2 and "not JSON" in err, (rc, out, err))
     rc, out, err, reqs = run(api, {}, "entry", "show", env={"SIGIL_ADMIN_SOCKET": os.path.join(d, "nobody.sock")})
     check("no server: exit 2 and what to do, socket from SIGIL_ADMIN_SOCKET",
           rc == 2 and "cannot reach the server's admin socket at " + os.path.join(d, "nobody.sock") in err and "is sigil-server running?" in err, (rc, err))
