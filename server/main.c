@@ -8,6 +8,7 @@
 
 #include <curl/curl.h>
 
+#include "cli.h"
 #include "migrate.h"
 #include "server_config.h"
 #include "sigil/db.h"
@@ -19,9 +20,6 @@
 #endif
 
 #define DEFAULT_ADMIN_SOCKET SIGIL_SERVER_ADMIN_SOCKET_DEFAULT
-
-/* The CLI (server/cli.c) may not be linked in yet: a weak reference is NULL until it is. */
-int sigil_cli_main(int argc, char **argv) __attribute__((weak));
 
 static const char usage_text[] =
     "usage: sigil-server COMMAND [OPTIONS]\n"
@@ -46,7 +44,8 @@ static const char usage_text[] =
     "Exit codes: 0 success; 1 failure (database unreachable, server not live, runtime error);\n"
     "2 usage error; 3 invalid configuration; 4 refused by the database's state (an edited\n"
     "migration, a schema newer than this binary, another trust domain, a CA key that does not\n"
-    "match the CA journal).\n";
+    "match the CA journal). The admin commands have their own exit codes (0 done, 1 refused,\n"
+    "2 admin socket unreachable, 64 command line error; sigil-server GROUP --help).\n";
 
 enum exit_code {
     EXIT_OK = 0,
@@ -291,12 +290,6 @@ main(int argc, char **argv)
         return cmd_healthcheck(argc - 1, argv + 1);
     if (cmd[0] == '-')
         return usage_error("unknown option \"%s\"", cmd);
-    if (sigil_cli_main == NULL) {
-        fprintf(stderr,
-                "sigil-server: \"%s\": the admin commands are not available in this "
-                "build\n",
-                cmd);
-        return EXIT_USAGE;
-    }
+    /* the CLI owns every other command, and its own usage errors */
     return sigil_cli_main(argc - 1, argv + 1);
 }
