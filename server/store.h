@@ -110,6 +110,9 @@ int sigil_store_entry_create(struct sigil_db_conn *c, const char *actor,
 struct sigil_store_item {
     int status; /* 0 or SIGIL_ERR_* */
     struct sigil_store_err err;
+    /* with SIGIL_ERR_EXISTS: the id of the stored entry with the same key (for a repeat
+     * within the batch, the id its first occurrence got; "" if that was not written) */
+    char id[SIGIL_STORE_UUID_LEN + 1];
 };
 
 /* Creates n (<= SIGIL_STORE_BATCH_MAX) entries in one transaction, filling each created

@@ -17,6 +17,7 @@ struct bitem {
     char *canon;   /* selectors_canon */
     bool valid;    /* passed the checks, not a duplicate within the batch */
     bool inserted; /* written in this attempt */
+    size_t dup_of; /* a repeat of this earlier item of the batch, or (size_t)-1 */
 };
 
 struct batch {
@@ -214,11 +215,13 @@ report_conflicts(struct sigil_db_conn *c, struct batch *bt)
     }
     for (size_t row = 0; row < sigil_db_res_rows(res); row++) {
         int64_t i = store_res_i64(res, row, 1);
-        if (i >= 0 && (size_t)i < bt->n)
-            store_err(&bt->res[i].err, "entry.exists",
-                      "entry %s already has this spiffe_id, parent_id and selectors: update it "
-                      "instead",
-                      sigil_db_res_text(res, row, 0));
+        if (i < 0 || (size_t)i >= bt->n)
+            continue;
+        snprintf(bt->res[i].id, sizeof bt->res[i].id, "%s", sigil_db_res_text(res, row, 0));
+        store_err(&bt->res[i].err, "entry.exists",
+                  "entry %s already has this spiffe_id, parent_id and selectors: update it "
+                  "instead",
+                  sigil_db_res_text(res, row, 0));
     }
 out:
     sigil_db_res_free(res);
@@ -390,6 +393,7 @@ batch_prepare(struct batch *bt)
     for (size_t i = 0; i < bt->n; i++) {
         struct sigil_store_entry *e = &bt->e[i];
         memset(&bt->res[i], 0, sizeof bt->res[i]);
+        bt->it[i].dup_of = (size_t)-1;
         if ((r = sigil_store_entry_check(e, &bt->res[i].err)) != 0) {
             bt->res[i].status = r;
             continue;
@@ -420,6 +424,7 @@ batch_prepare(struct batch *bt)
             continue;
         }
         bt->it[i].valid = false;
+        bt->it[i].dup_of = first;
         bt->res[i].status = SIGIL_ERR_EXISTS;
         store_err(&bt->res[i].err, "entry.exists",
                   "item %zu of this batch has the same spiffe_id, parent_id and selectors", first);
@@ -488,6 +493,12 @@ out:
         store_err(err, "internal", "out of memory");
     else if (r != 0)
         r = store_db_fail(c, r, err);
+    /* a repeat within the batch points at its first occurrence, if that one was written */
+    for (size_t i = 0; r == 0 && bt.it != NULL && i < n; i++) {
+        size_t first = bt.it[i].dup_of;
+        if (first != (size_t)-1 && results[first].status == 0)
+            memcpy(results[i].id, entries[first].id, sizeof results[i].id);
+    }
     for (size_t i = 0; i < n; i++) {
         if (bt.it != NULL)
             free(bt.it[i].canon);

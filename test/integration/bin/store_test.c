@@ -194,6 +194,8 @@ test_batch(struct sigil_db_conn *c)
               res[4].status == SIGIL_ERR_EXISTS,
           "non-atomic batch: bad items fail, the rest are written (%d %d %d %d %d)", res[0].status,
           res[1].status, res[2].status, res[3].status, res[4].status);
+    check(store_uuid_valid(res[3].id) && strcmp(res[4].id, e[0].id) == 0 && res[0].id[0] == '\0',
+          "EXISTS items carry the stored entry's id (%s, %s)", res[3].id, res[4].id);
     check(strstr(res[3].err.message, "entry ") != NULL && strstr(res[4].err.message, "item 0"),
           "batch EXISTS messages name the entry or item (%s | %s)", res[3].err.message,
           res[4].err.message);
