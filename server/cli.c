@@ -676,6 +676,9 @@ entry_import(const struct cli *c, const struct sigil_cli_entry_args *a)
     const char *name = a->file == NULL || strcmp(a->file, "-") == 0 ? "standard input" : a->file;
     int code = EXIT_FAIL, r;
 
+    if ((a->file == NULL || strcmp(a->file, "-") == 0) && isatty(STDIN_FILENO) == 1)
+        fprintf(stderr, "Reading entries from the terminal, one JSON object a line; end with "
+                        "Ctrl-D (or give a FILE).\n");
     if (cli_read_all(a->file, SIGIL_CLI_IMPORT_MAX, &data, err, sizeof err) != 0 ||
         sigil_cli_import_open((const char *)data.data, data.len, &imp, err, sizeof err) != 0) {
         fprintf(stderr, "Error: %s\n", err);
