@@ -426,6 +426,31 @@ test_update_delete(struct sigil_db_conn *c)
     }
     sigil_store_entry_free(&out);
     sigil_store_entry_free(&patch);
+    /* DNS names and federated trust domains are replaced as sets too */
+    memset(&patch, 0, sizeof patch);
+    patch.fields = SIGIL_STORE_F_DNS_NAMES | SIGIL_STORE_F_FEDERATES_WITH;
+    patch.dns_names.items = calloc(2, sizeof(char *));
+    patch.dns_names.items[0] = strdup("b.example.org");
+    patch.dns_names.items[1] = strdup("a.example.org");
+    patch.dns_names.count = 2;
+    patch.federates_with.items = calloc(1, sizeof(char *));
+    patch.federates_with.items[0] = strdup("fed.org");
+    patch.federates_with.count = 1;
+    r = sigil_store_entry_update(c, ACTOR, e.id, &patch, &out, &err);
+    check(r == 0 && out.dns_names.count == 2 &&
+              strcmp(out.dns_names.items[0], "b.example.org") == 0 &&
+              out.federates_with.count == 1 &&
+              strcmp(out.federates_with.items[0], "fed.org") == 0 && strcmp(out.hint, "new") == 0 &&
+              out.selectors.count == 2,
+          "update replaces DNS names (in order) and federated trust domains (%s)", err.message);
+    sigil_store_entry_free(&out);
+    sigil_store_entry_free(&patch);
+    memset(&patch, 0, sizeof patch);
+    patch.fields = SIGIL_STORE_F_DNS_NAMES;
+    r = sigil_store_entry_update(c, ACTOR, e.id, &patch, &out, &err);
+    check(r == 0 && out.dns_names.count == 0 && out.federates_with.count == 1,
+          "an empty set clears DNS names only");
+    sigil_store_entry_free(&out);
     /* collide with the other entry */
     memset(&patch, 0, sizeof patch);
     patch.fields = SIGIL_STORE_F_SPIFFE_ID | SIGIL_STORE_F_SELECTORS;
@@ -562,11 +587,44 @@ test_agents(struct sigil_db_conn *c)
               "list agents by type, not banned");
         sigil_store_agent_list_free(&l);
     }
+    {
+        /* three more agents, listed two at a time */
+        static const char *const more[] = {"spiffe://example.org/sigil/agent/x/1",
+                                           "spiffe://example.org/sigil/agent/x/2",
+                                           "spiffe://example.org/sigil/agent/x/3"};
+        struct sigil_store_agent m;
+        struct sigil_store_agent_filter f = {
+            .banned = -1, .attestation_type = "x509pop", .page_size = 2};
+        size_t seen = 0, pages = 0;
+        char *token = NULL;
+        memset(&m, 0, sizeof m);
+        m.attestation_type = (char *)"x509pop";
+        m.serial = (char *)"01";
+        m.expires_at = 4102444800;
+        for (int i = 0; i < 3; i++) {
+            m.spiffe_id = (char *)more[i];
+            sigil_store_agent_attest(c, ACTOR, &m, NULL, &err);
+        }
+        do {
+            f.page_token = token;
+            if (sigil_store_agents_list(c, &f, &l, &err) != 0)
+                break;
+            for (size_t i = 0; i < l.count; i++)
+                seen += strcmp(l.items[i].spiffe_id, more[seen < 3 ? seen : 2]) == 0;
+            pages++;
+            free(token);
+            token = l.next_page_token ? strdup(l.next_page_token) : NULL;
+            sigil_store_agent_list_free(&l);
+        } while (token != NULL && pages < 5);
+        free(token);
+        check(seen == 3 && pages == 2, "agents paged two at a time, in order (%zu seen, %zu pages)",
+              seen, pages);
+    }
     r = sigil_store_agent_ban(c, ACTOR, id, &got, &err);
     check(r == 0 && got.banned, "ban");
     sigil_store_agent_free(&got);
     {
-        struct sigil_store_agent_filter f = {.banned = 0};
+        struct sigil_store_agent_filter f = {.banned = 0, .attestation_type = "join_token"};
         r = sigil_store_agents_list(c, &f, &l, &err);
         check(r == 0 && l.count == 0, "a banned agent is not listed as not banned");
         sigil_store_agent_list_free(&l);
