@@ -260,7 +260,8 @@ int sigil_store_agent_use_serial(struct sigil_db_conn *c, const char *spiffe_id,
 
 /* Creates a single-use join token living ttl_seconds (1..SIGIL_STORE_TOKEN_TTL_MAX), with an
  * optional fixed agent path; writes it (shown once, never stored: only its SHA-256) into
- * token and its expiry into *expires_at. Returns 0, INVALID/RANGE or a db error. */
+ * token (the caller wipes it once shown) and its expiry into *expires_at. Returns 0,
+ * INVALID/RANGE or a db error. */
 int sigil_store_join_token_create(struct sigil_db_conn *c, const char *actor, int64_t ttl_seconds,
                                   const char *agent_path, char token[SIGIL_STORE_TOKEN_LEN + 1],
                                   int64_t *expires_at, struct sigil_store_err *err);
