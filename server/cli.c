@@ -88,6 +88,14 @@ cli_write(const void *p, size_t n)
         fwrite(p, 1, n, stdout);
 }
 
+/* Says so and returns EXIT_FAIL: the one message for an allocation that failed. */
+static int
+cli_nomem(void)
+{
+    fprintf(stderr, "Error: out of memory\n");
+    return EXIT_FAIL;
+}
+
 /* True if the answer's body is one JSON document. */
 static bool
 cli_is_json(const struct sigil_cli_response *resp)
@@ -225,16 +233,20 @@ cli_pages(const struct cli *c, const char *base, const char *key, size_t limit, 
     int code = EXIT_FAIL;
 
     *out = NULL;
-    if (all == NULL)
-        goto nomem;
+    if (all == NULL) {
+        code = cli_nomem();
+        goto out;
+    }
     for (size_t n = 0; n < PAGES_MAX; n++) {
         target.len = 0;
         if (sigil_buf_append_str(&target, base) != 0 ||
             (token != NULL && (sigil_buf_append_str(&target, strchr(base, '?') ? "&" : "?") != 0 ||
                                sigil_buf_append_str(&target, "page_token=") != 0 ||
                                sigil_cli_urlenc_append(&target, token) != 0)) ||
-            sigil_buf_append(&target, "", 1) != 0)
-            goto nomem;
+            sigil_buf_append(&target, "", 1) != 0) {
+            code = cli_nomem();
+            goto out;
+        }
         if ((code = cli_call(c, "GET", (const char *)target.data, NULL, &resp)) != EXIT_OK)
             goto out;
         code = cli_parse(&resp, &page);
@@ -246,8 +258,10 @@ cli_pages(const struct cli *c, const char *base, const char *key, size_t limit, 
             code = EXIT_UNREACHABLE;
             goto out;
         }
-        if (json_array_extend(all, arr) != 0)
-            goto nomem;
+        if (json_array_extend(all, arr) != 0) {
+            code = cli_nomem();
+            goto out;
+        }
         if (limit > 0 && json_array_size(all) >= limit) {
             while (json_array_size(all) > limit)
                 json_array_remove(all, json_array_size(all) - 1);
@@ -262,21 +276,23 @@ cli_pages(const struct cli *c, const char *base, const char *key, size_t limit, 
             goto out;
         }
         free(token);
-        if ((token = strdup(json_string_value(tok))) == NULL)
-            goto nomem;
+        if ((token = strdup(json_string_value(tok))) == NULL) {
+            code = cli_nomem();
+            goto out;
+        }
         json_decref(page);
         page = NULL;
     }
-    if ((*out = json_object()) == NULL || json_object_set(*out, key, all) != 0)
-        goto nomem;
+    if ((*out = json_object()) == NULL || json_object_set(*out, key, all) != 0) {
+        code = cli_nomem();
+        goto out;
+    }
     code = EXIT_OK;
-    goto out;
-nomem:
-    fprintf(stderr, "Error: out of memory\n");
-    code = EXIT_FAIL;
-    json_decref(*out);
-    *out = NULL;
 out:
+    if (code != EXIT_OK) {
+        json_decref(*out);
+        *out = NULL;
+    }
     free(token);
     json_decref(page);
     json_decref(all);
@@ -542,6 +558,7 @@ import_send(struct import_run *ir)
     char err[SIGIL_CLI_ERR_MAX], first[48], last[48], code[128], msg[1024];
     json_t *doc = NULL, *results, *res;
     size_t i;
+    bool nomem = false;
     int r, exit_code = EXIT_UNREACHABLE;
 
     if (ir->n == 0)
@@ -549,14 +566,14 @@ import_send(struct import_run *ir)
     import_where(first, sizeof first, ir->index[0], ir->line[0]);
     import_where(last, sizeof last, ir->index[ir->n - 1], ir->line[ir->n - 1]);
     if (sigil_buf_append_str(&body, "{\"entries\":[") != 0)
-        goto nomem;
-    for (i = 0; i < ir->n; i++) {
-        if ((i > 0 && sigil_buf_append_str(&body, ",") != 0) ||
-            sigil_buf_append_str(&body, ir->items[i]) != 0)
-            goto nomem;
+        nomem = true;
+    for (i = 0; !nomem && i < ir->n; i++)
+        nomem = (i > 0 && sigil_buf_append_str(&body, ",") != 0) ||
+                sigil_buf_append_str(&body, ir->items[i]) != 0;
+    if (nomem || sigil_buf_append_str(&body, "]}") != 0) {
+        exit_code = cli_nomem();
+        goto out;
     }
-    if (sigil_buf_append_str(&body, "]}") != 0)
-        goto nomem;
     r = sigil_cli_http_request(ir->c->socket, "POST", "/v1/entries:batchCreate",
                                (const char *)body.data, body.len, &resp, err, sizeof err);
     if (r != 0) {
@@ -608,10 +625,6 @@ import_send(struct import_run *ir)
         }
     }
     exit_code = EXIT_OK;
-    goto out;
-nomem:
-    fprintf(stderr, "Error: out of memory\n");
-    exit_code = EXIT_FAIL;
 out:
     json_decref(doc);
     sigil_cli_response_free(&resp);

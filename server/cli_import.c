@@ -273,12 +273,12 @@ imp_spire_id(const json_t *v, const char *field, char *err, size_t errlen)
 static json_t *
 imp_spire_selectors(const json_t *v, char *err, size_t errlen)
 {
-    json_t *out = json_array(), *s, *t, *val;
+    json_t *arr = json_array(), *res = NULL, *s, *t, *val;
     size_t i;
 
     if (!json_is_array(v)) {
         imp_err(err, errlen, "selectors: must be a list of {\"type\",\"value\"}");
-        goto fail;
+        goto out;
     }
     json_array_foreach(v, i, s)
     {
@@ -292,19 +292,20 @@ imp_spire_selectors(const json_t *v, char *err, size_t errlen)
             if (!json_is_object(s) || json_object_size(s) != 2 || !json_is_string(t) ||
                 !json_is_string(val)) {
                 imp_err(err, errlen, "selectors[%zu]: must be {\"type\",\"value\"}", i);
-                goto fail;
+                goto out;
             }
             one = json_sprintf("%s:%s", json_string_value(t), json_string_value(val));
         }
-        if (one == NULL || json_array_append_new(out, one) != 0) {
+        if (one == NULL || json_array_append_new(arr, one) != 0) {
             imp_err(err, errlen, "out of memory");
-            goto fail;
+            goto out;
         }
     }
-    return out;
-fail:
-    json_decref(out);
-    return NULL;
+    res = arr;
+    arr = NULL;
+out:
+    json_decref(arr);
+    return res;
 }
 
 /* federates_with in SPIRE may be "td" or "spiffe://td"; the API wants bare names. */
@@ -313,12 +314,12 @@ imp_spire_tds(const json_t *v, char *err, size_t errlen)
 {
     char td[SIGIL_TRUST_DOMAIN_MAX + 1];
     const char *why = NULL;
-    json_t *out = json_array(), *s;
+    json_t *arr = json_array(), *res = NULL, *s;
     size_t i;
 
     if (!json_is_array(v)) {
         imp_err(err, errlen, "federates_with: must be a list of trust domains");
-        goto fail;
+        goto out;
     }
     json_array_foreach(v, i, s)
     {
@@ -326,17 +327,18 @@ imp_spire_tds(const json_t *v, char *err, size_t errlen)
             sigil_trust_domain_parse(json_string_value(s), json_string_length(s), td, &why) != 0) {
             imp_err(err, errlen, "federates_with[%zu]: %s", i,
                     json_is_string(s) ? why : "must be a string");
-            goto fail;
+            goto out;
         }
-        if (json_array_append_new(out, json_string(td)) != 0) {
+        if (json_array_append_new(arr, json_string(td)) != 0) {
             imp_err(err, errlen, "out of memory");
-            goto fail;
+            goto out;
         }
     }
-    return out;
-fail:
-    json_decref(out);
-    return NULL;
+    res = arr;
+    arr = NULL;
+out:
+    json_decref(arr);
+    return res;
 }
 
 /* Unix seconds (0: never) to RFC 3339 UTC; a new string, or NULL with err. */
