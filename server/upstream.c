@@ -1,6 +1,6 @@
 /* The upstream server's run command: the startup sequence (logs, schema, trust root) done
- * blocking before the loop starts, then one libuv loop serving the admin socket with health
- * and metrics, the database pool for the readiness probe, and a graceful stop on a signal. */
+ * blocking before the loop starts, then one libuv loop serving the admin socket (health,
+ * metrics, the admin API) over the database pool, and a graceful stop on a signal. */
 #include "upstream.h"
 
 #include <signal.h>
@@ -11,6 +11,7 @@
 
 #include <uv.h>
 
+#include "admin.h"
 #include "ca.h"
 #include "migrate.h"
 #include "sigil/db.h"
@@ -32,6 +33,9 @@ struct app {
     const struct sigil_server_config *cfg;
     uv_loop_t loop;
     struct sigil_ca *ca;
+    struct sigil_policy policy;
+    bool have_policy;
+    struct sigil_admin *admin;
     struct sigil_db *db;
     struct sigil_http_server *srv;
     struct sigil_metrics *metrics;
@@ -315,9 +319,14 @@ serve(struct app *app)
         return RUN_FAIL;
     }
     sigil_http_server_set_log(app->srv, on_http_log, app);
+    if ((r = sigil_admin_new(app->db, &app->policy, &app->admin)) != 0) {
+        sigil_log(SIGIL_LOG_ERROR, COMPONENT, "admin API: %s", sigil_strerror(r));
+        return RUN_FAIL;
+    }
     if ((r = sigil_http_route(app->srv, "GET", "/live", false, h_live, app)) != 0 ||
         (r = sigil_http_route(app->srv, "GET", "/ready", false, h_ready, app)) != 0 ||
-        (r = sigil_http_route(app->srv, "GET", "/metrics", false, h_metrics, app)) != 0) {
+        (r = sigil_http_route(app->srv, "GET", "/metrics", false, h_metrics, app)) != 0 ||
+        (r = sigil_admin_routes(app->admin, app->srv)) != 0) {
         sigil_log(SIGIL_LOG_ERROR, COMPONENT, "routes: %s", sigil_strerror(r));
         return RUN_FAIL;
     }
@@ -341,6 +350,7 @@ int
 sigil_upstream_run(const struct sigil_server_config *cfg)
 {
     struct app app = {.cfg = cfg};
+    struct sigil_config_error err;
     int code;
 
     sigil_log_set_level((enum sigil_log_level)cfg->log_level);
@@ -354,6 +364,11 @@ sigil_upstream_run(const struct sigil_server_config *cfg)
                   "no database: set database.conninfo or $SIGIL_DATABASE");
         return RUN_CONFIG;
     }
+    if (sigil_server_config_policy(cfg, "config", &app.policy, &err) != 0) {
+        sigil_log(SIGIL_LOG_ERROR, COMPONENT, "%s", err.text);
+        return RUN_CONFIG;
+    }
+    app.have_policy = true;
     /* libuv writes with write(2): a client leaving early must not kill us */
     signal(SIGPIPE, SIG_IGN);
     sigil_log_kv(SIGIL_LOG_INFO, COMPONENT, "sigil-server starting", "role", "upstream",
@@ -390,6 +405,10 @@ sigil_upstream_run(const struct sigil_server_config *cfg)
     if (code == RUN_OK)
         sigil_log(SIGIL_LOG_INFO, COMPONENT, "stopped");
 out:
+    /* the HTTP server has stopped (the loop ran out): no request holds the admin API */
+    sigil_admin_free(app.admin);
+    if (app.have_policy)
+        sigil_policy_free(&app.policy);
     sigil_metrics_free(app.metrics);
     sigil_ca_free(app.ca);
     return code;

@@ -1,0 +1,25 @@
+/* The admin API (schema/admin-api.yaml) on the server's HTTP server: request parsing and the
+ * registration policy on the loop thread, the datastore (server/store.h) on the database
+ * pool's workers, answers as the contract's JSON. This first part serves registration entries
+ * (create, get, list, delete) and our own bundle to callers on the local admin socket, who are
+ * platform admins; the other resources and the mTLS roles come next. */
+#ifndef SIGIL_SERVER_ADMIN_H
+#define SIGIL_SERVER_ADMIN_H
+
+#include "sigil/db.h"
+#include "sigil/http.h"
+#include "sigil/policy.h"
+
+/* The admin API's state: borrowed database pool and policy, which must outlive it. */
+struct sigil_admin;
+
+/* Creates the admin API over db and policy into *out (free with sigil_admin_free once the
+ * HTTP server has stopped). Returns 0 or SIGIL_ERR_NOMEM. */
+int sigil_admin_new(struct sigil_db *db, const struct sigil_policy *policy,
+                    struct sigil_admin **out);
+/* Adds the admin API's routes to srv. Returns 0 or the first sigil_http_route error. */
+int sigil_admin_routes(struct sigil_admin *a, struct sigil_http_server *srv);
+/* Frees a; NULL is allowed. Call after the HTTP server stopped (no request in flight). */
+void sigil_admin_free(struct sigil_admin *a);
+
+#endif

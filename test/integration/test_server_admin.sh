@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# The admin API of a running sigil-server over its Unix socket, with curl and the CLI against a
+# real PostgreSQL: entries created (team and TTLs from the policy), refused by the policy with
+# the rule as the code, duplicates 409, strict JSON, get, list with filters and pages, delete,
+# our bundle decoded by our decoder, and an audit row per change with the caller's uid.
+# One line per check, then "N passed, N failed".
+set -uo pipefail
+SRC=${SIGIL_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+BUILD=${SIGIL_BUILD_DIR:-$SRC/build}
+BIN=$BUILD/server/sigil-server
+CHECK=$BUILD/test/server_bundle_check
+for b in "$BIN" "$CHECK"; do
+  [ -x "$b" ] || { echo "not ok - $b is not built"; echo "0 passed, 1 failed"; exit 1; }
+done
+PGDIR=$BUILD/pg-server-admin
+PG=$SRC/deploy/local/pg
+"$PG" start "$PGDIR" >/dev/null || { echo "not ok - cannot start PostgreSQL"; exit 1; }
+SOCK=$PGDIR/socket
+DB=sigil_admin_$$
+TMP=$(mktemp -d /tmp/sigil-adm.XXXXXX)
+SPID=
+cleanup() {
+  [ -n "$SPID" ] && { kill -TERM "$SPID" 2>/dev/null; wait "$SPID" 2>/dev/null; }
+  psql -h "$SOCK" -U sigil -d postgres -qc "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true
+  "$PG" stop "$PGDIR" >/dev/null 2>&1 || true
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+passed=0
+failed=0
+ok() { echo "ok - $*"; passed=$((passed + 1)); }
+notok() { echo "not ok - $*"; failed=$((failed + 1)); }
+check() {
+  local what=$1
+  shift
+  if "$@" >/dev/null; then ok "$what"; else notok "$what"; fi
+}
+C="host=$SOCK user=sigil dbname=$DB"
+q() { psql "$C" -v ON_ERROR_STOP=1 -tAc "$1"; }
+psql -h "$SOCK" -U sigil -d postgres -qc "CREATE DATABASE $DB"
+TD=example.org
+ADMIN=$TMP/admin.sock
+cat >"$TMP/server.yaml" <<EOF
+trust_domain: $TD
+database:
+  conninfo: $C
+  pool_size: 2
+admin:
+  socket_path: $ADMIN
+ca:
+  key_dir: $TMP/keys
+EOF
+
+# curl on the admin socket: method path [json body]; the body goes to $TMP/body, prints the status
+api() {
+  curl -s -o "$TMP/body" -w '%{http_code}' --unix-socket "$ADMIN" -X "$1" \
+    ${3:+-H 'content-type: application/json' --data-binary "$3"} "http://localhost$2"
+}
+field() { python3 -c "import json,sys; d=json.load(open('$TMP/body')); print($1)"; }
+body_has() { grep -q -- "$1" "$TMP/body"; }
+
+"$BIN" run --config "$TMP/server.yaml" >"$TMP/server.log" 2>&1 &
+SPID=$!
+for _ in $(seq 1 200); do
+  curl -sf --unix-socket "$ADMIN" http://localhost/live >/dev/null 2>&1 && break
+  sleep 0.1
+done
+check "the server answers" curl -sf --unix-socket "$ADMIN" http://localhost/live
+
+SHA=$(printf 'a%.0s' $(seq 64))
+API_ENTRY='{"spiffe_id":"spiffe://example.org/prod/gcp/payments/api","parent_id":"spiffe://example.org/sigil/agent/node1","selectors":["unix:uid:1000","unix:path:/usr/bin/api","unix:sha256:'$SHA'"]}'
+
+# --- create
+check "POST /v1/entries is 201" test "$(api POST /v1/entries "$API_ENTRY")" = 201
+ID=$(field 'd["id"]')
+check "the entry has an id" test ${#ID} = 36
+check "the team comes from the ID's team segment" test "$(field 'd["team"]')" = payments
+check "the TTLs are the policy's defaults" test "$(field 'd["x509_svid_ttl"], d["jwt_svid_ttl"]')" = "3600 300"
+check "the same entry again is 409 entry.exists" test "$(api POST /v1/entries "$API_ENTRY")" = 409
+check "... with code entry.exists" body_has '"code":"entry.exists"'
+
+# --- the policy refuses, naming the rule and the fix
+st=$(api POST /v1/entries '{"spiffe_id":"spiffe://example.org/prod/gcp/payments/api2","parent_id":"spiffe://example.org/sigil/agent/node1","selectors":["unix:uid:1000"]}')
+check "missing required selectors: 400" test "$st" = 400
+check "... code policy.selectors.required" body_has '"code":"policy.selectors.required"'
+check "... the message says what to add" body_has 'add unix:path'
+st=$(api POST /v1/entries '{"spiffe_id":"spiffe://example.org/qa/gcp/payments/api","parent_id":"spiffe://example.org/sigil/agent/node1","selectors":["unix:uid:1000"]}')
+check "an environment outside the scheme: 400 policy.id.segment_value" \
+  test "$st/$(field 'd["error"]["code"]')" = "400/policy.id.segment_value"
+st=$(api POST /v1/entries '{"spiffe_id":"spiffe://example.org/prod/aws/shop/web","parent_id":"spiffe://example.org/sigil/agent/n2","selectors":["k8s:ns:shop","k8s:sa:web","k8s:container-image:ghcr.io/x/web@sha256:'$SHA'","k8s:pod-name:web-1"]}')
+check "a discouraged selector: 400 policy.selectors.discouraged" \
+  test "$st/$(field 'd["error"]["code"]')" = "400/policy.selectors.discouraged"
+st=$(api POST /v1/entries '{"spiffe_id":"spiffe://example.org/prod/aws/shop/web","parent_id":"spiffe://example.org/sigil/agent/n2","selectors":["k8s:ns:shop"],"x509_svid_ttl":"1h"}')
+check "a wrongly typed field is 400" test "$st" = 400
+st=$(api POST /v1/entries '{"spiffe_id":"spiffe://example.org/prod/aws/shop/web","parent_id":"spiffe://example.org/sigil/agent/n2","selectors":["k8s:ns:shop"],"colour":"red"}')
+check "an unknown field is 400 and named" test "$st" = 400
+check "... the message names it" body_has colour
+check "bad JSON is 400" test "$(api POST /v1/entries '{"spiffe_id":')" = 400
+check "duplicate JSON keys are 400" test "$(api POST /v1/entries '{"hint":"a","hint":"b"}')" = 400
+check "nothing refused was stored" test "$(q "SELECT count(*) FROM entries")" = 1
+
+# --- the CLI against the same server
+"$BIN" entry create --admin-socket "$ADMIN" --spiffe-id spiffe://example.org/prod/aws/shop/web \
+  --parent-id spiffe://example.org/sigil/agent/n2 --selector k8s:ns:shop --selector k8s:sa:web \
+  --selector "k8s:container-image:ghcr.io/x/web@sha256:$SHA" >"$TMP/cli.out" 2>&1
+check "sigil-server entry create (CLI) succeeds" test $? = 0
+"$BIN" entry create --admin-socket "$ADMIN" --spiffe-id spiffe://example.org/prod/aws/shop/db \
+  --parent-id spiffe://example.org/sigil/agent/n2 --selector k8s:ns:shop >"$TMP/cli2.out" 2>&1
+check "the CLI reports a policy refusal (exit 1)" test $? = 1
+check "... with the policy's message" grep -q "k8s entries need k8s:sa" "$TMP/cli2.out"
+
+# --- get, list, pages, filters
+check "GET /v1/entries/{id} is 200" test "$(api GET "/v1/entries/$ID")" = 200
+check "... the same entry" test "$(field 'd["id"]')" = "$ID"
+check "GET an unknown id is 404" test "$(api GET /v1/entries/00000000-0000-4000-8000-000000000000)" = 404
+check "GET a malformed id is 4xx" test "$(api GET /v1/entries/nope | cut -c1)" = 4
+check "list: 200 with both entries" test "$(api GET /v1/entries)/$(field 'len(d["entries"])')" = 200/2
+check "list page 1 of size 1 has a next_page_token" test "$(api GET '/v1/entries?page_size=1')/$(field 'len(d["entries"])')" = 200/1
+TOKEN=$(field 'd["next_page_token"]')
+FIRST=$(field 'd["entries"][0]["id"]')
+check "list page 2 (by token) holds the other entry" \
+  test "$(api GET "/v1/entries?page_size=1&page_token=$TOKEN")/$(field 'd["entries"][0]["id"] != "'"$FIRST"'"')" = 200/True
+check "filter by team" test "$(api GET '/v1/entries?team=shop')/$(field '[e["team"] for e in d["entries"]]')" = "200/['shop']"
+check "filter by spiffe_id" test "$(api GET '/v1/entries?spiffe_id=spiffe://example.org/prod/gcp/payments/api')/$(field 'len(d["entries"])')" = 200/1
+check "filter by selector (superset)" test "$(api GET '/v1/entries?selector=unix:uid:1000')/$(field 'len(d["entries"])')" = 200/1
+check "page_size 0 is 400" test "$(api GET '/v1/entries?page_size=0')" = 400
+check "match=bogus is 400" test "$(api GET '/v1/entries?selector=unix:uid:1&match=bogus')" = 400
+
+# --- delete
+check "DELETE /v1/entries/{id} is 204" test "$(api DELETE "/v1/entries/$ID")" = 204
+check "DELETE again is 404" test "$(api DELETE "/v1/entries/$ID")" = 404
+check "GET after delete is 404 entry.not_found" test "$(api GET "/v1/entries/$ID")/$(field 'd["error"]["code"]')" = 404/entry.not_found
+
+# --- our bundle
+check "GET /v1/bundle is 200" test "$(api GET /v1/bundle)" = 200
+"$CHECK" "$TD" <"$TMP/body" >"$TMP/bundle.txt" 2>&1
+check "the bundle decodes with our decoder (1 root, 1 JWT key, sequence 1)" \
+  grep -qz "x509 1.jwt 1.sequence 1" "$TMP/bundle.txt"
+
+# --- the audit log
+ME="uid:$(id -u)"
+check "each change wrote an audit row with the caller's uid" \
+  test "$(q "SELECT string_agg(action, ',' ORDER BY id) FROM audit_log WHERE actor = '$ME'")" = "entry.create,entry.create,entry.delete"
+
+check "POST on a read-only path is 405" test "$(api POST /v1/bundle '{}')" = 405
+kill -TERM "$SPID"
+wait "$SPID"
+check "the server stops with exit 0" test $? = 0
+SPID=
+
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
