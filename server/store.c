@@ -598,8 +598,8 @@ sigil_store_entry_check(const struct sigil_store_entry *e, struct sigil_store_er
         store_err(err, "entry.team", "team must match [a-z0-9][a-z0-9._-]{0,62}");
         return SIGIL_ERR_INVALID;
     }
-    if (e->expires_at < 0) {
-        store_err(err, "entry.expires_at", "expires_at is before 1970");
+    if (e->expires_at < 0 || e->expires_at > SIGIL_STORE_TIME_MAX) {
+        store_err(err, "entry.expires_at", "expires_at must lie between 1970 and 9999");
         return SIGIL_ERR_INVALID;
     }
     return 0;

@@ -26,9 +26,10 @@
 #define SIGIL_STORE_TOKEN_TTL_MAX 86400 /* seconds a join token may live */
 #define SIGIL_STORE_DEFAULT_X509_TTL 3600
 #define SIGIL_STORE_DEFAULT_JWT_TTL 300
-#define SIGIL_STORE_UUID_LEN 36         /* "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" */
-#define SIGIL_STORE_TOKEN_LEN 43        /* base64url of 32 random bytes */
-#define SIGIL_STORE_PAGE_TOKEN_MAX 3000 /* bytes of a page token */
+#define SIGIL_STORE_UUID_LEN 36                    /* "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" */
+#define SIGIL_STORE_TOKEN_LEN 43                   /* base64url of 32 random bytes */
+#define SIGIL_STORE_PAGE_TOKEN_MAX 3000            /* bytes of a page token */
+#define SIGIL_STORE_TIME_MAX INT64_C(253402300799) /* 9999-12-31T23:59:59Z */
 
 /* Why a call failed, for people and for the admin API's error body. */
 struct sigil_store_err {

@@ -358,7 +358,7 @@ sigil_store_agent_attest(struct sigil_db_conn *c, const char *actor,
                   ATTESTATION_TYPE_MAX);
         return SIGIL_ERR_INVALID;
     }
-    if (!serial_valid(a->serial) || a->expires_at <= 0) {
+    if (!serial_valid(a->serial) || a->expires_at <= 0 || a->expires_at > SIGIL_STORE_TIME_MAX) {
         store_err(err, "agent.serial", "an agent needs its SVID's hex serial and expiry");
         return SIGIL_ERR_INVALID;
     }
@@ -408,7 +408,7 @@ sigil_store_agent_renew(struct sigil_db_conn *c, const char *actor, const char *
                            .expires_at = new_expires_at,
                            .err = err};
 
-    if (!serial_valid(new_serial) || new_expires_at <= 0) {
+    if (!serial_valid(new_serial) || new_expires_at <= 0 || new_expires_at > SIGIL_STORE_TIME_MAX) {
         store_err(err, "agent.serial", "a renewal needs the new SVID's hex serial and expiry");
         return SIGIL_ERR_INVALID;
     }

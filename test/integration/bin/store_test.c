@@ -128,6 +128,12 @@ test_entries_basic(struct sigil_db_conn *c)
               strstr(err.message, e.id) != NULL && dup.id[0] == '\0',
           "duplicate entry is EXISTS naming the existing one (%s)", err.message);
     sigil_store_entry_free(&dup);
+    mk(&dup, "far/future", "spiffe://example.org/agent/a", "unix:uid:1");
+    dup.expires_at = INT64_MAX;
+    r = sigil_store_entry_create(c, ACTOR, &dup, &err);
+    check(r == SIGIL_ERR_INVALID && strcmp(err.code, "entry.expires_at") == 0,
+          "an expiry past year 9999 is refused before SQL (%s)", err.message);
+    sigil_store_entry_free(&dup);
     mk(&dup, "", "spiffe://example.org/agent/a", "unix:uid:1");
     r = sigil_store_entry_create(c, ACTOR, &dup, &err);
     check(r == SIGIL_ERR_INVALID && strcmp(err.code, "entry.spiffe_id") == 0,
