@@ -194,6 +194,8 @@ test_error(void **state)
     expect_error("{\"error\":1,\"error\":2}", 500, "",
                  "the server answered HTTP 500: {\"error\":1,\"error\":2}");
     expect_error("", 502, "", "the server answered HTTP 502");
+    expect_error("{\"error\":\"not found\"}", 404, "", "not found (HTTP 404)");
+    expect_error("{\"error\":\"a\\nb\"}", 404, "", "a\\x0Ab (HTTP 404)");
     expect_error("bad\x1b gateway", 502, "", "the server answered HTTP 502: bad\\x1B gateway");
     memset(big, 'x', sizeof big - 1);
     big[sizeof big - 1] = '\0';
