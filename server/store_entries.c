@@ -232,47 +232,41 @@ out:
     return r;
 }
 
-/* Writes one audit row per created entry (its JSON as "after"). */
+/* Writes one audit row per created entry (its JSON as "after"): one JSON array for the lot,
+ * which PostgreSQL parses once (a jsonb[] literal would be escaped and parsed twice). */
 static int
 audit_created(struct sigil_db_conn *c, struct batch *bt, const size_t *idx, size_t n)
 {
-    struct store_arr ids = {0}, after = {0};
-    const char *l0, *l1;
+    json_t *arr = json_array();
+    char *text = NULL;
     int r = 0;
 
-    for (size_t k = 0; k < n; k++) {
+    for (size_t k = 0; arr != NULL && k < n; k++) {
         json_t *j = NULL;
-        char *s = NULL;
         if (sigil_store_entry_to_json(&bt->e[idx[k]], &j) != 0 ||
-            (s = json_dumps(j, JSON_COMPACT)) == NULL) {
-            json_decref(j);
+            json_array_append_new(arr, j) != 0) {
             r = SIGIL_ERR_NOMEM;
             goto out;
         }
-        store_arr_add(&ids, bt->e[idx[k]].id);
-        store_arr_add(&after, s);
-        free(s);
-        json_decref(j);
     }
     if (n == 0)
         goto out;
-    if ((l0 = store_arr_end(&ids)) == NULL || (l1 = store_arr_end(&after)) == NULL) {
+    if (arr == NULL || (text = json_dumps(arr, JSON_COMPACT)) == NULL) {
         r = SIGIL_ERR_NOMEM;
         goto out;
     }
-    const struct sigil_db_param p[] = {SIGIL_DB_TEXT(bt->actor), SIGIL_DB_TEXT(l0),
-                                       SIGIL_DB_TEXT(l1)};
+    const struct sigil_db_param p[] = {SIGIL_DB_TEXT(bt->actor), SIGIL_DB_TEXT(text)};
     if ((r = sigil_db_exec(c,
                            "INSERT INTO audit_log (actor, action, object_type, object_id, after) "
-                           "SELECT $1, 'entry.create', 'entry', u.id, u.after "
-                           "FROM unnest($2::text[], $3::jsonb[]) AS u(id, after)",
-                           p, 3, NULL)) != 0)
+                           "SELECT $1, 'entry.create', 'entry', x->>'id', x "
+                           "FROM jsonb_array_elements($2::jsonb) AS x",
+                           p, 2, NULL)) != 0)
         r = store_db_fail(c, r, bt->err);
 out:
     if (r == SIGIL_ERR_NOMEM)
         store_err(bt->err, "internal", "out of memory");
-    store_arr_free(&ids);
-    store_arr_free(&after);
+    json_decref(arr);
+    free(text);
     return r;
 }
 
