@@ -44,8 +44,11 @@ LANGUAGE plpgsql AS $$
 DECLARE
     rev bigint := sigil_tx_revision();
 BEGIN
+    -- one event per object and revision; a delete wins over any upsert of the same revision
+    -- (a cascade logs child upserts after the parent's delete)
     INSERT INTO events (revision, kind, object_id, op) VALUES (rev, p_kind, p_object_id, p_op)
-    ON CONFLICT (revision, kind, object_id) DO UPDATE SET op = EXCLUDED.op;
+    ON CONFLICT (revision, kind, object_id) DO UPDATE SET op = 'delete'
+        WHERE EXCLUDED.op = 'delete';
     PERFORM pg_notify('sigil_events', rev::text);
 END $$;
 
@@ -239,15 +242,10 @@ CREATE FUNCTION sigil_child_event() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
     r record;
-    parent text;
 BEGIN
     IF TG_OP = 'DELETE' THEN r := OLD; ELSE r := NEW; END IF;
-    parent := to_jsonb(r) ->> TG_ARGV[1];
-    -- a cascade from the parent's own delete already logged 'delete'; keep it
-    IF NOT EXISTS (SELECT 1 FROM events e WHERE e.revision = sigil_tx_revision()
-                   AND e.kind = TG_ARGV[0] AND e.object_id = parent AND e.op = 'delete') THEN
-        PERFORM sigil_log_event(TG_ARGV[0], parent, 'upsert');
-    END IF;
+    -- sigil_log_event keeps a delete the parent logged already (cascades)
+    PERFORM sigil_log_event(TG_ARGV[0], to_jsonb(r) ->> TG_ARGV[1], 'upsert');
     RETURN NULL;
 END $$;
 
