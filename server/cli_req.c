@@ -7,6 +7,7 @@
 #include "sigil/err.h"
 #include "sigil/selectors.h"
 #include "sigil/spiffeid.h"
+#include "sigil/utf8.h"
 
 #include <getopt.h>
 #include <stdarg.h>
@@ -684,6 +685,44 @@ req_trust_domains(const struct sigil_cli_entry_args *a, json_t **out, char *err,
     return 0;
 }
 
+static bool
+req_utf8(const char *s)
+{
+    size_t n = strlen(s);
+    uint32_t cp;
+
+    for (size_t i = 0, k; i < n; i += k)
+        if ((k = sigil_utf8_decode((const unsigned char *)s + i, n - i, &cp)) == 0)
+            return false;
+    return true;
+}
+
+/* JSON strings are UTF-8: name the option whose value is not, before jansson refuses it. */
+static int
+req_check_utf8(const struct sigil_cli_entry_args *a, char *err, size_t errlen)
+{
+    const char *one[] = {a->spiffe_id, a->parent_id, a->hint};
+    const char *names[] = {"spiffe-id", "parent-id", "hint"};
+
+    for (size_t i = 0; i < 3; i++) {
+        if (one[i] != NULL && !req_utf8(one[i])) {
+            req_err(err, errlen, "--%s: not valid UTF-8", names[i]);
+            return SIGIL_ERR_INVALID;
+        }
+    }
+    for (size_t i = 0; i < a->nselectors; i++)
+        if (!req_utf8(a->selectors[i])) {
+            req_err(err, errlen, "--selector: not valid UTF-8");
+            return SIGIL_ERR_INVALID;
+        }
+    for (size_t i = 0; i < a->ndns; i++)
+        if (!req_utf8(a->dns[i])) {
+            req_err(err, errlen, "--dns: not valid UTF-8");
+            return SIGIL_ERR_INVALID;
+        }
+    return 0;
+}
+
 /* The fields create and update share; each only if given. */
 static int
 req_fields(const struct sigil_cli_entry_args *a, json_t *o, char *err, size_t errlen)
@@ -691,6 +730,8 @@ req_fields(const struct sigil_cli_entry_args *a, json_t *o, char *err, size_t er
     json_t *tds = NULL;
     int r = SIGIL_ERR_NOMEM;
 
+    if ((r = req_check_utf8(a, err, errlen)) != 0)
+        return r;
     if ((a->spiffe_id != NULL && req_set_new(o, "spiffe_id", json_string(a->spiffe_id)) != 0) ||
         (a->parent_id != NULL && req_set_new(o, "parent_id", json_string(a->parent_id)) != 0) ||
         (a->nselectors > 0 &&

@@ -109,6 +109,9 @@ test_create_minimal_and_refusals(void **state)
     char *bad_dns[] = {"create",     "--spiffe-id", "spiffe://td/a", "--parent-id", "spiffe://td/n",
                        "--selector", "k8s:ns:a",    "--dns",         "-bad.example"};
     char *missing[] = {"create", "--spiffe-id", "spiffe://td/a"};
+    char *bad_utf8[] = {"create",      "--spiffe-id",   "spiffe://td/a",
+                        "--parent-id", "spiffe://td/n", "--selector",
+                        "k8s:ns:a",    "--hint",        "\xc3("};
     json_t *body = NULL;
     char *s;
 
@@ -146,6 +149,11 @@ test_create_minimal_and_refusals(void **state)
         sigil_cli_entry_args_parse("create", ARGC(bad_dns), bad_dns, &args, err, sizeof err), 0);
     assert_int_equal(sigil_cli_entry_input_build(&args, &body, err, sizeof err), SIGIL_ERR_INVALID);
     assert_non_null(strstr(err, "not a DNS name"));
+
+    assert_int_equal(
+        sigil_cli_entry_args_parse("create", ARGC(bad_utf8), bad_utf8, &args, err, sizeof err), 0);
+    assert_int_equal(sigil_cli_entry_input_build(&args, &body, err, sizeof err), SIGIL_ERR_INVALID);
+    assert_string_equal(err, "--hint: not valid UTF-8");
 
     assert_int_equal(
         sigil_cli_entry_args_parse("create", ARGC(missing), missing, &args, err, sizeof err), 0);
