@@ -262,6 +262,25 @@ def cases(api, d):
     other_cases(api, d)
 
 
+def progress_bar(api, path, master, slave):
+    p = subprocess.Popen([CLI, "entry", "import", "--admin-socket", api.server_address, path],
+                         stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    tty = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        tty += chunk
+    os.close(master)
+    p.wait(timeout=60)
+    check("a terminal on stderr shows the progress bar", p.returncode == 0 and b"\r\x1b[K[" in tty and b"2/2" in tty
+          and b"created 2" in tty, tty)
+
+
 def import_cases(api, d):
     def line(spiffe, sel="unix:uid:1", **kw):
         o = {"spiffe_id": "spiffe://example.org/" + spiffe, "parent_id": "spiffe://example.org/n", "selectors": [sel]}
@@ -300,23 +319,13 @@ def import_cases(api, d):
     check("import reads standard input with '-'", rc == 0 and len(reqs) == 1 and "2 created" in out, (rc, out, err))
     # a terminal on stderr gets the progress bar
     api.reset({("POST", "/v1/entries:batchCreate"): [res(created, created)]})
-    master, slave = pty.openpty()
-    p = subprocess.Popen([CLI, "entry", "import", "--admin-socket", api.server_address, path],
-                         stdout=subprocess.PIPE, stderr=slave)
-    os.close(slave)
-    tty = b""
-    while True:
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        tty += chunk
-    os.close(master)
-    p.wait(timeout=60)
-    check("a terminal on stderr shows the progress bar", p.returncode == 0 and b"\r\x1b[K[" in tty and b"2/2" in tty
-          and b"created 2" in tty, tty)
+    try:
+        master, slave = pty.openpty()
+    except OSError as e:  # a container without /dev/ptmx: nothing to draw on
+        print(f"ok - progress bar not checked: no pseudo-terminal here ({e})")
+        master = None
+    if master is not None:
+        progress_bar(api, path, master, slave)
     rc, out, err, reqs = run(api, {("POST", "/v1/entries:batchCreate"): [(200, "DROP")]}, "entry", "import", path)
     check("a connection lost mid-batch: exit 2, and the advice to re-run",
           rc == 2 and "may or may not have been stored" in err and "Run the same import again" in err, (rc, err))
