@@ -1,7 +1,8 @@
-/* The admin API: each handler checks the caller and the request on the loop thread (JSON
- * strictly read by the store's readers, the registration policy on entry writes), then hands
- * one job to the database pool; the worker calls the datastore and posts the answer itself.
- * Errors follow the contract: {"error": {"code": "...", "message": "..."}}. */
+/* The admin API: each handler checks the caller and reads the request on the loop thread,
+ * then hands one job to the database pool; the worker reads the JSON strictly (the store's
+ * readers, JSON_STRICT unpacking), runs the registration policy on entry writes (the policy is
+ * read-only, so workers share it), calls the datastore and posts the answer itself. Errors
+ * follow the contract: {"error": {"code": "...", "message": "..."}}. */
 #include "admin.h"
 
 #include <stdio.h>
@@ -23,11 +24,23 @@ struct sigil_admin {
     const struct sigil_policy *policy;
 };
 
+/* Join tokens live this long unless the request says otherwise (the contract's default). */
+#define TOKEN_TTL_DEFAULT 600
+
 enum op {
     OP_ENTRY_CREATE,
     OP_ENTRY_GET,
     OP_ENTRY_DELETE,
     OP_ENTRY_LIST,
+    OP_ENTRY_PATCH,
+    OP_ENTRY_BATCH_CREATE,
+    OP_ENTRY_BATCH_DELETE,
+    OP_AGENT_LIST,
+    OP_AGENT_GET,
+    OP_AGENT_BAN,
+    OP_AGENT_EVICT,
+    OP_TOKEN_CREATE,
+    OP_AUDIT_LIST,
     OP_BUNDLE_GET,
 };
 
@@ -45,6 +58,11 @@ struct job {
     struct sigil_selector_set selectors;        /* list */
     enum sigil_selector_match match;
     size_t page_size;
+    const struct sigil_policy *policy;            /* read-only, so workers may use it */
+    json_t *body;                                 /* the request's JSON, read on the worker */
+    char *agent_id, *attestation_type;            /* agents */
+    int banned;                                   /* agents list: -1 any, 0, 1 */
+    char *object_type, *object_id, *actor_filter; /* audit */
 };
 
 static void
@@ -56,6 +74,12 @@ job_free(struct job *j)
     free(j->team);
     free(j->token);
     sigil_selector_set_free(&j->selectors);
+    json_decref(j->body);
+    free(j->agent_id);
+    free(j->attestation_type);
+    free(j->object_type);
+    free(j->object_id);
+    free(j->actor_filter);
     free(j);
 }
 
@@ -179,6 +203,447 @@ work_bundle(struct sigil_db_conn *c, struct job *j)
     return 0;
 }
 
+/* Runs the registration policy on e. On success sets the effective TTLs and *team (the ID's
+ * team segment, NULL if none; caller frees) and returns 0; on a refusal returns 400 with the
+ * rule as serr's code (500 for a failure of the check itself). Read-only on the policy, so a
+ * worker may run it. */
+static int
+policy_check(const struct sigil_policy *p, const struct sigil_store_entry *e, int32_t *x509,
+             int32_t *jwt, char **team, struct sigil_store_err *serr)
+{
+    struct sigil_spiffeid id, parent;
+    struct sigil_policy_result res;
+    struct sigil_policy_entry pe = {
+        .spiffe_id = &id,
+        .parent_id = &parent,
+        .selectors = &e->selectors,
+        .x509_svid_ttl = e->x509_ttl,
+        .jwt_svid_ttl = e->jwt_ttl,
+        .admin = e->admin,
+        .downstream = e->downstream,
+    };
+    const char *why = NULL, *seg;
+    size_t len;
+    int st = 500;
+
+    *team = NULL;
+    if (e->spiffe_id == NULL || e->parent_id == NULL ||
+        sigil_spiffeid_parse(e->spiffe_id, strlen(e->spiffe_id), &id, &why) != 0 ||
+        sigil_spiffeid_parse(e->parent_id, strlen(e->parent_id), &parent, &why) != 0) {
+        snprintf(serr->code, sizeof serr->code, "entry.invalid");
+        snprintf(serr->message, sizeof serr->message, "%s", why ? why : "bad SPIFFE ID");
+        return 400;
+    }
+    if (sigil_policy_check_entry(p, &pe, &res) != 0) {
+        snprintf(serr->code, sizeof serr->code, "internal");
+        snprintf(serr->message, sizeof serr->message, "the policy check failed");
+        goto out;
+    }
+    for (size_t i = 0; i < res.n_warnings; i++)
+        sigil_log_kv(SIGIL_LOG_WARN, COMPONENT, "policy warning", "rule", res.warnings[i].rule,
+                     "spiffe_id", e->spiffe_id, "message", res.warnings[i].message, NULL);
+    if (!res.ok) {
+        snprintf(serr->code, sizeof serr->code, "%s", res.rule);
+        snprintf(serr->message, sizeof serr->message, "%s", res.message);
+        st = 400;
+        goto out;
+    }
+    *x509 = (int32_t)res.x509_svid_ttl;
+    *jwt = (int32_t)res.jwt_svid_ttl;
+    if (sigil_policy_id_team(p, &id, &seg, &len) == 0 && (*team = strndup(seg, len)) == NULL) {
+        snprintf(serr->code, sizeof serr->code, "internal");
+        snprintf(serr->message, sizeof serr->message, "out of memory");
+        goto out;
+    }
+    st = 0;
+out:
+    sigil_policy_result_free(&res);
+    return st;
+}
+
+/* policy_check for a new entry, writing the TTLs and team into it. */
+static int
+policy_apply(const struct sigil_policy *p, struct sigil_store_entry *e,
+             struct sigil_store_err *serr)
+{
+    int32_t x509 = 0, jwt = 0;
+    char *team = NULL;
+    int st = policy_check(p, e, &x509, &jwt, &team, serr);
+
+    if (st == 0) {
+        e->x509_ttl = x509;
+        e->jwt_ttl = jwt;
+        free(e->team);
+        e->team = team;
+    }
+    return st;
+}
+
+/* Posts a 400 for a request body that does not unpack. */
+static int
+post_bad_body(struct job *j, const json_error_t *jerr)
+{
+    post_json(j, 400, error_json("request.invalid", jerr->text));
+    return 0;
+}
+
+/* PATCH: the policy judges the entry as it would be after the patch. Between reading and
+ * writing another change may land; the store's update is one transaction of its own. */
+static int
+work_patch(struct sigil_db_conn *c, struct job *j)
+{
+    struct sigil_store_entry patch = {0}, cur = {0}, view, out = {0};
+    int32_t x509 = 0, jwt = 0;
+    char *team = NULL;
+    json_t *body = NULL;
+    int r, st;
+
+    if ((r = sigil_store_entry_from_json(j->body, SIGIL_STORE_JSON_PATCH, &patch, &j->serr)) != 0 ||
+        (r = sigil_store_entry_get(c, j->id, &cur, &j->serr)) != 0) {
+        post_store_error(j, r);
+        goto out;
+    }
+    /* view borrows from cur and patch: never freed itself */
+    view = cur;
+    if (patch.fields & SIGIL_STORE_F_SPIFFE_ID)
+        view.spiffe_id = patch.spiffe_id;
+    if (patch.fields & SIGIL_STORE_F_PARENT_ID)
+        view.parent_id = patch.parent_id;
+    if (patch.fields & SIGIL_STORE_F_SELECTORS)
+        view.selectors = patch.selectors;
+    if (patch.fields & SIGIL_STORE_F_X509_TTL)
+        view.x509_ttl = patch.x509_ttl;
+    if (patch.fields & SIGIL_STORE_F_JWT_TTL)
+        view.jwt_ttl = patch.jwt_ttl;
+    if (patch.fields & SIGIL_STORE_F_ADMIN)
+        view.admin = patch.admin;
+    if (patch.fields & SIGIL_STORE_F_DOWNSTREAM)
+        view.downstream = patch.downstream;
+    if ((st = policy_check(j->policy, &view, &x509, &jwt, &team, &j->serr)) != 0) {
+        post_json(j, st, error_json(j->serr.code, j->serr.message));
+        goto out;
+    }
+    if (patch.fields & SIGIL_STORE_F_X509_TTL)
+        patch.x509_ttl = x509;
+    if (patch.fields & SIGIL_STORE_F_JWT_TTL)
+        patch.jwt_ttl = jwt;
+    if (patch.fields & SIGIL_STORE_F_SPIFFE_ID) {
+        free(patch.team);
+        patch.team = team;
+        team = NULL;
+        patch.fields |= SIGIL_STORE_F_TEAM;
+    }
+    if ((r = sigil_store_entry_update(c, j->actor, j->id, &patch, &out, &j->serr)) != 0) {
+        post_store_error(j, r);
+        goto out;
+    }
+    sigil_store_entry_to_json(&out, &body);
+    post_json(j, 200, body);
+out:
+    free(team);
+    sigil_store_entry_free(&patch);
+    sigil_store_entry_free(&cur);
+    sigil_store_entry_free(&out);
+    return 0;
+}
+
+/* The HTTP status of one batch item. */
+static int
+item_status(int r)
+{
+    return r == SIGIL_ERR_CANCELLED ? 424 : http_status(r);
+}
+
+static json_t *
+item_error_json(int status, const struct sigil_store_item *it)
+{
+    json_t *o = json_pack("{s:i,s:{s:s,s:s}}", "status", status, "error", "code",
+                          it->err.code[0] ? it->err.code : "internal", "message",
+                          it->err.message[0] ? it->err.message : sigil_strerror(it->status));
+
+    if (o != NULL && it->id[0] != '\0')
+        json_object_set_new(o, "id", json_string(it->id));
+    return o;
+}
+
+/* batchCreate: every item is read and judged by the policy here; the good ones go to the
+ * store in one transaction. With atomic, one bad item means nothing is written. */
+static int
+work_batch_create(struct sigil_db_conn *c, struct job *j)
+{
+    struct sigil_store_entry *e = NULL, *good = NULL;
+    struct sigil_store_item *res = NULL, *gres = NULL;
+    size_t n, ngood = 0, *map = NULL, bad = (size_t)-1;
+    json_t *arr = NULL, *results = NULL, *o;
+    json_error_t jerr;
+    int atomic = 0, r;
+
+    if (json_unpack_ex(j->body, &jerr, JSON_STRICT, "{s:o,s?b}", "entries", &arr, "atomic",
+                       &atomic) != 0)
+        return post_bad_body(j, &jerr);
+    if (!json_is_array(arr) || (n = json_array_size(arr)) > SIGIL_STORE_BATCH_MAX) {
+        post_json(j, 400, error_json("batch.range", "entries must be an array of at most 10000"));
+        return 0;
+    }
+    e = calloc(n ? n : 1, sizeof *e);
+    good = calloc(n ? n : 1, sizeof *good);
+    res = calloc(n ? n : 1, sizeof *res);
+    gres = calloc(n ? n : 1, sizeof *gres);
+    map = calloc(n ? n : 1, sizeof *map);
+    if ((results = json_array()) == NULL || e == NULL || good == NULL || res == NULL ||
+        gres == NULL || map == NULL)
+        goto nomem;
+    for (size_t i = 0; i < n; i++) {
+        int st;
+
+        if ((r = sigil_store_entry_from_json(json_array_get(arr, i), SIGIL_STORE_JSON_INPUT, &e[i],
+                                             &res[i].err)) != 0 ||
+            (r = sigil_store_entry_check(&e[i], &res[i].err)) != 0) {
+            res[i].status = r;
+        } else if ((st = policy_apply(j->policy, &e[i], &res[i].err)) != 0) {
+            res[i].status = st == 400 ? SIGIL_ERR_INVALID : SIGIL_ERR_INTERNAL;
+        } else {
+            map[ngood] = i;
+            good[ngood++] = e[i]; /* moved: good[] owns it until moved back */
+            memset(&e[i], 0, sizeof e[i]);
+        }
+        if (res[i].status != 0 && bad == (size_t)-1)
+            bad = i;
+    }
+    if (atomic && bad != (size_t)-1) {
+        for (size_t k = 0; k < ngood; k++) {
+            res[map[k]].status = SIGIL_ERR_CANCELLED;
+            snprintf(res[map[k]].err.code, sizeof res[map[k]].err.code, "batch.aborted");
+            snprintf(res[map[k]].err.message, sizeof res[map[k]].err.message,
+                     "not written: item %zu failed and the batch is atomic", bad);
+        }
+    } else if (ngood > 0 && (r = sigil_store_entries_create_batch(
+                                 c, j->actor, good, ngood, atomic != 0, gres, &j->serr)) != 0) {
+        post_store_error(j, r);
+        goto out;
+    } else {
+        for (size_t k = 0; k < ngood; k++)
+            res[map[k]] = gres[k];
+    }
+    for (size_t k = 0; k < ngood; k++) {
+        e[map[k]] = good[k];
+        memset(&good[k], 0, sizeof good[k]);
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *ej = NULL;
+
+        if (res[i].status == 0) {
+            if (sigil_store_entry_to_json(&e[i], &ej) != 0 ||
+                (o = json_pack("{s:i,s:o}", "status", 201, "entry", ej)) == NULL)
+                goto nomem;
+        } else if ((o = item_error_json(item_status(res[i].status), &res[i])) == NULL) {
+            goto nomem;
+        }
+        if (json_array_append_new(results, o) != 0)
+            goto nomem;
+    }
+    post_json(j, 200, json_pack("{s:O}", "results", results));
+    goto out;
+nomem:
+    post_json(j, 500, error_json("internal", "out of memory"));
+out:
+    for (size_t i = 0; e != NULL && good != NULL && i < n; i++) {
+        sigil_store_entry_free(&e[i]);
+        sigil_store_entry_free(&good[i]);
+    }
+    json_decref(results);
+    free(e);
+    free(good);
+    free(res);
+    free(gres);
+    free(map);
+    return 0;
+}
+
+static int
+work_batch_delete(struct sigil_db_conn *c, struct job *j)
+{
+    struct sigil_store_item *res = NULL;
+    const char **ids = NULL;
+    json_t *arr = NULL, *results = NULL, *o;
+    json_error_t jerr;
+    size_t n;
+    int r;
+
+    if (json_unpack_ex(j->body, &jerr, JSON_STRICT, "{s:o}", "ids", &arr) != 0)
+        return post_bad_body(j, &jerr);
+    if (!json_is_array(arr) || (n = json_array_size(arr)) > SIGIL_STORE_BATCH_MAX) {
+        post_json(j, 400, error_json("batch.range", "ids must be an array of at most 10000"));
+        return 0;
+    }
+    ids = calloc(n ? n : 1, sizeof *ids);
+    res = calloc(n ? n : 1, sizeof *res);
+    if (ids == NULL || res == NULL || (results = json_array()) == NULL)
+        goto nomem;
+    for (size_t i = 0; i < n; i++) {
+        if ((ids[i] = json_string_value(json_array_get(arr, i))) == NULL) {
+            post_json(j, 400, error_json("request.invalid", "ids must be strings"));
+            goto out;
+        }
+    }
+    if (n > 0 && (r = sigil_store_entries_delete_batch(c, j->actor, ids, n, res, &j->serr)) != 0) {
+        post_store_error(j, r);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (res[i].status == 0)
+            o = json_pack("{s:i,s:s}", "status", 204, "id", ids[i]);
+        else if ((o = item_error_json(item_status(res[i].status), &res[i])) != NULL &&
+                 res[i].id[0] == '\0')
+            json_object_set_new(o, "id", json_string(ids[i]));
+        if (o == NULL || json_array_append_new(results, o) != 0)
+            goto nomem;
+    }
+    post_json(j, 200, json_pack("{s:O}", "results", results));
+    goto out;
+nomem:
+    post_json(j, 500, error_json("internal", "out of memory"));
+out:
+    json_decref(results);
+    free(ids);
+    free(res);
+    return 0;
+}
+
+static int
+work_agents(struct sigil_db_conn *c, struct job *j)
+{
+    struct sigil_store_agent_filter f = {
+        .banned = j->banned,
+        .attestation_type = j->attestation_type,
+        .page_size = j->page_size,
+        .page_token = j->token,
+    };
+    struct sigil_store_agent_list l = {0};
+    json_t *arr = json_array(), *body = NULL, *a;
+    int r;
+
+    if ((r = sigil_store_agents_list(c, &f, &l, &j->serr)) != 0) {
+        json_decref(arr);
+        post_store_error(j, r);
+        return 0;
+    }
+    for (size_t i = 0; arr != NULL && i < l.count; i++) {
+        if (sigil_store_agent_to_json(&l.items[i], &a) != 0 || json_array_append_new(arr, a) != 0) {
+            json_decref(arr);
+            arr = NULL;
+        }
+    }
+    if (arr != NULL && (body = json_pack("{s:o}", "agents", arr)) != NULL &&
+        l.next_page_token != NULL)
+        json_object_set_new(body, "next_page_token", json_string(l.next_page_token));
+    post_json(j, 200, body);
+    sigil_store_agent_list_free(&l);
+    return 0;
+}
+
+/* get, ban, evict: the agent's SPIFFE ID is in the query (get) or the body (ban, evict). */
+static int
+work_agent(struct sigil_db_conn *c, struct job *j)
+{
+    struct sigil_store_agent a = {0};
+    const char *id = j->agent_id;
+    json_error_t jerr;
+    json_t *body = NULL;
+    int r;
+
+    if (j->op != OP_AGENT_GET &&
+        json_unpack_ex(j->body, &jerr, JSON_STRICT, "{s:s}", "spiffe_id", &id) != 0)
+        return post_bad_body(j, &jerr);
+    switch (j->op) {
+    case OP_AGENT_GET:
+        r = sigil_store_agent_get(c, id, &a, &j->serr);
+        break;
+    case OP_AGENT_BAN:
+        r = sigil_store_agent_ban(c, j->actor, id, &a, &j->serr);
+        break;
+    default:
+        if ((r = sigil_store_agent_evict(c, j->actor, id, &j->serr)) == 0) {
+            sigil_http_post(j->req, 204, "application/json", "", 0);
+            j->answered = true;
+            return 0;
+        }
+        break;
+    }
+    if (r != 0) {
+        post_store_error(j, r);
+    } else {
+        sigil_store_agent_to_json(&a, &body);
+        post_json(j, 200, body);
+    }
+    sigil_store_agent_free(&a);
+    return 0;
+}
+
+/* A join token is shown once, in this answer; our copy is wiped. */
+static int
+work_token(struct sigil_db_conn *c, struct job *j)
+{
+    char token[SIGIL_STORE_TOKEN_LEN + 1] = "", at[32], agent_id[SIGIL_SPIFFEID_MAX + 1];
+    json_int_t ttl = TOKEN_TTL_DEFAULT;
+    const char *path = NULL;
+    json_error_t jerr;
+    json_t *body;
+    int64_t expires = 0;
+    int r;
+
+    if (json_unpack_ex(j->body, &jerr, JSON_STRICT, "{s?I,s?s}", "ttl_seconds", &ttl, "agent_path",
+                       &path) != 0)
+        return post_bad_body(j, &jerr);
+    if ((r = sigil_store_join_token_create(c, j->actor, (int64_t)ttl, path, token, &expires,
+                                           &j->serr)) != 0) {
+        post_store_error(j, r);
+        return 0;
+    }
+    sigil_store_time_format(expires, at);
+    body = json_pack("{s:s,s:s}", "token", token, "expires_at", at);
+    if (body != NULL && path != NULL) {
+        snprintf(agent_id, sizeof agent_id, "spiffe://%s%s", j->policy->trust_domain, path);
+        json_object_set_new(body, "agent_id", json_string(agent_id));
+    }
+    post_json(j, 201, body);
+    explicit_bzero(token, sizeof token);
+    return 0;
+}
+
+static int
+work_audit(struct sigil_db_conn *c, struct job *j)
+{
+    struct sigil_store_audit_filter f = {
+        .object_type = j->object_type,
+        .object_id = j->object_id,
+        .actor = j->actor_filter,
+        .page_size = j->page_size,
+        .page_token = j->token,
+    };
+    struct sigil_store_audit_list l = {0};
+    json_t *arr = json_array(), *body = NULL, *a;
+    int r;
+
+    if ((r = sigil_store_audit_list(c, &f, &l, &j->serr)) != 0) {
+        json_decref(arr);
+        post_store_error(j, r);
+        return 0;
+    }
+    for (size_t i = 0; arr != NULL && i < l.count; i++) {
+        if (sigil_store_audit_to_json(&l.items[i], &a) != 0 || json_array_append_new(arr, a) != 0) {
+            json_decref(arr);
+            arr = NULL;
+        }
+    }
+    if (arr != NULL && (body = json_pack("{s:o}", "records", arr)) != NULL &&
+        l.next_page_token != NULL)
+        json_object_set_new(body, "next_page_token", json_string(l.next_page_token));
+    post_json(j, 200, body);
+    sigil_store_audit_list_free(&l);
+    return 0;
+}
+
 static int
 work(struct sigil_db_conn *c, void *arg)
 {
@@ -211,6 +676,22 @@ work(struct sigil_db_conn *c, void *arg)
         return work_list(c, j);
     case OP_BUNDLE_GET:
         return work_bundle(c, j);
+    case OP_ENTRY_PATCH:
+        return work_patch(c, j);
+    case OP_ENTRY_BATCH_CREATE:
+        return work_batch_create(c, j);
+    case OP_ENTRY_BATCH_DELETE:
+        return work_batch_delete(c, j);
+    case OP_AGENT_LIST:
+        return work_agents(c, j);
+    case OP_AGENT_GET:
+    case OP_AGENT_BAN:
+    case OP_AGENT_EVICT:
+        return work_agent(c, j);
+    case OP_TOKEN_CREATE:
+        return work_token(c, j);
+    case OP_AUDIT_LIST:
+        return work_audit(c, j);
     default:
         r = SIGIL_ERR_INTERNAL;
         break;
@@ -248,7 +729,7 @@ authorize(struct sigil_http_req *req, struct job *j)
 }
 
 static struct job *
-job_new(struct sigil_http_req *req, enum op op)
+job_new(struct sigil_admin *a, struct sigil_http_req *req, enum op op)
 {
     struct job *j = calloc(1, sizeof *j);
 
@@ -258,6 +739,8 @@ job_new(struct sigil_http_req *req, enum op op)
     }
     j->op = op;
     j->req = req;
+    j->policy = a->policy;
+    j->banned = -1;
     if (!authorize(req, j)) {
         job_free(j);
         return NULL;
@@ -283,55 +766,16 @@ submit(struct sigil_admin *a, struct job *j)
     }
 }
 
-/* Runs the registration policy on a new entry: refusals are 400 with the rule as the code;
- * the effective TTLs and the team (from the ID's team segment) are filled in. */
+/* Reads the request body as one JSON object (parsed strictly later, on the worker). */
 static bool
-apply_policy(struct sigil_admin *a, struct sigil_http_req *req, struct sigil_store_entry *e)
+read_body(struct sigil_http_req *req, struct job *j)
 {
-    struct sigil_spiffeid id, parent;
-    struct sigil_policy_result res;
-    struct sigil_policy_entry pe = {
-        .spiffe_id = &id,
-        .parent_id = &parent,
-        .selectors = &e->selectors,
-        .x509_svid_ttl = e->x509_ttl,
-        .jwt_svid_ttl = e->jwt_ttl,
-        .admin = e->admin,
-        .downstream = e->downstream,
-    };
-    const char *why = NULL, *seg;
-    size_t len;
-    bool ok = false;
+    const char *why = NULL;
 
-    if (sigil_spiffeid_parse(e->spiffe_id, strlen(e->spiffe_id), &id, &why) != 0 ||
-        sigil_spiffeid_parse(e->parent_id, strlen(e->parent_id), &parent, &why) != 0) {
-        respond_error(req, 400, "entry.invalid", why ? why : "bad SPIFFE ID");
-        return false;
-    }
-    if (sigil_policy_check_entry(a->policy, &pe, &res) != 0) {
-        respond_error(req, 500, "internal", "the policy check failed");
-        goto out;
-    }
-    for (size_t i = 0; i < res.n_warnings; i++)
-        sigil_log_kv(SIGIL_LOG_WARN, COMPONENT, "policy warning", "rule", res.warnings[i].rule,
-                     "spiffe_id", e->spiffe_id, "message", res.warnings[i].message, NULL);
-    if (!res.ok) {
-        respond_error(req, 400, res.rule, res.message);
-        goto out;
-    }
-    e->x509_ttl = (int32_t)res.x509_svid_ttl;
-    e->jwt_ttl = (int32_t)res.jwt_svid_ttl;
-    free(e->team);
-    e->team = NULL;
-    if (sigil_policy_id_team(a->policy, &id, &seg, &len) == 0 &&
-        (e->team = strndup(seg, len)) == NULL) {
-        respond_error(req, 500, "internal", "out of memory");
-        goto out;
-    }
-    ok = true;
-out:
-    sigil_policy_result_free(&res);
-    return ok;
+    if (sigil_http_req_body_json(req, &j->body, &why) == 0)
+        return true;
+    respond_error(req, 400, "request.invalid_json", why ? why : "bad JSON");
+    return false;
 }
 
 static void
@@ -341,8 +785,9 @@ h_entry_create(struct sigil_http_req *req, void *arg)
     json_t *body = NULL;
     const char *why = NULL;
     struct job *j;
+    int st;
 
-    if ((j = job_new(req, OP_ENTRY_CREATE)) == NULL)
+    if ((j = job_new(a, req, OP_ENTRY_CREATE)) == NULL)
         return;
     if (sigil_http_req_body_json(req, &body, &why) != 0) {
         respond_error(req, 400, "request.invalid_json", why);
@@ -353,8 +798,10 @@ h_entry_create(struct sigil_http_req *req, void *arg)
         respond_error(req, 400, j->serr.code[0] ? j->serr.code : "entry.invalid", j->serr.message);
         goto fail;
     }
-    if (!apply_policy(a, req, &j->entry))
+    if ((st = policy_apply(a->policy, &j->entry, &j->serr)) != 0) {
+        respond_error(req, st, j->serr.code, j->serr.message);
         goto fail;
+    }
     json_decref(body);
     submit(a, j);
     return;
@@ -386,29 +833,41 @@ query_param(struct sigil_http_req *req, const char *name, char **out)
     return false;
 }
 
+/* Reads page_size (1..SIGIL_STORE_PAGE_MAX) and page_token. */
+static bool
+page_query(struct sigil_http_req *req, struct job *j)
+{
+    char *size = NULL, *end;
+    unsigned long v;
+
+    if (!query_param(req, "page_token", &j->token) || !query_param(req, "page_size", &size))
+        return false;
+    if (size == NULL)
+        return true;
+    v = strtoul(size, &end, 10);
+    if (size[0] < '1' || size[0] > '9' || *end != '\0' || v > SIGIL_STORE_PAGE_MAX) {
+        free(size);
+        respond_error(req, 400, "request.page_size", "page_size must be 1..1000");
+        return false;
+    }
+    free(size);
+    j->page_size = v;
+    return true;
+}
+
 static bool
 parse_list_query(struct sigil_http_req *req, struct job *j)
 {
     static const char *const matches[] = {"exact", "subset", "superset", "any"};
-    char *size = NULL, *sel = NULL, *match = NULL;
+    char *sel = NULL, *match = NULL;
     const char *why = NULL;
     bool ok = false;
 
     if (!query_param(req, "spiffe_id", &j->spiffe_id) ||
         !query_param(req, "parent_id", &j->parent_id) || !query_param(req, "team", &j->team) ||
-        !query_param(req, "page_token", &j->token) || !query_param(req, "page_size", &size) ||
-        !query_param(req, "selector", &sel) || !query_param(req, "match", &match))
+        !page_query(req, j) || !query_param(req, "selector", &sel) ||
+        !query_param(req, "match", &match))
         goto out;
-    if (size != NULL) {
-        char *end;
-        unsigned long v = strtoul(size, &end, 10);
-
-        if (size[0] < '1' || size[0] > '9' || *end != '\0' || v > SIGIL_STORE_PAGE_MAX) {
-            respond_error(req, 400, "request.page_size", "page_size must be 1..1000");
-            goto out;
-        }
-        j->page_size = v;
-    }
     j->match = SIGIL_SELECTOR_MATCH_SUPERSET;
     if (match != NULL) {
         size_t i;
@@ -428,7 +887,6 @@ parse_list_query(struct sigil_http_req *req, struct job *j)
     }
     ok = true;
 out:
-    free(size);
     free(sel);
     free(match);
     return ok;
@@ -439,7 +897,7 @@ h_entry_list(struct sigil_http_req *req, void *arg)
 {
     struct job *j;
 
-    if ((j = job_new(req, OP_ENTRY_LIST)) == NULL)
+    if ((j = job_new(arg, req, OP_ENTRY_LIST)) == NULL)
         return;
     if (!parse_list_query(req, j)) {
         job_free(j);
@@ -453,11 +911,18 @@ static void
 h_entry_one(struct sigil_http_req *req, void *arg)
 {
     const char *id = sigil_http_req_path(req) + strlen(ENTRIES_PREFIX);
-    bool del = strcmp(sigil_http_req_method(req), "DELETE") == 0;
+    const char *method = sigil_http_req_method(req);
+    enum op op = strcmp(method, "DELETE") == 0  ? OP_ENTRY_DELETE
+                 : strcmp(method, "PATCH") == 0 ? OP_ENTRY_PATCH
+                                                : OP_ENTRY_GET;
     struct job *j;
 
-    if ((j = job_new(req, del ? OP_ENTRY_DELETE : OP_ENTRY_GET)) == NULL)
+    if ((j = job_new(arg, req, op)) == NULL)
         return;
+    if (op == OP_ENTRY_PATCH && !read_body(req, j)) {
+        job_free(j);
+        return;
+    }
     if (strlen(id) != SIGIL_STORE_UUID_LEN) {
         respond_error(req, 404, "entry.not_found", "no entry with this id (ids are UUIDs)");
         job_free(j);
@@ -472,8 +937,114 @@ h_bundle(struct sigil_http_req *req, void *arg)
 {
     struct job *j;
 
-    if ((j = job_new(req, OP_BUNDLE_GET)) != NULL)
+    if ((j = job_new(arg, req, OP_BUNDLE_GET)) != NULL)
         submit(arg, j);
+}
+
+/* The handlers whose whole request is a JSON body. */
+static void
+body_job(struct sigil_http_req *req, void *arg, enum op op)
+{
+    struct job *j;
+
+    if ((j = job_new(arg, req, op)) == NULL)
+        return;
+    if (!read_body(req, j)) {
+        job_free(j);
+        return;
+    }
+    submit(arg, j);
+}
+
+static void
+h_batch_create(struct sigil_http_req *req, void *arg)
+{
+    body_job(req, arg, OP_ENTRY_BATCH_CREATE);
+}
+
+static void
+h_batch_delete(struct sigil_http_req *req, void *arg)
+{
+    body_job(req, arg, OP_ENTRY_BATCH_DELETE);
+}
+
+static void
+h_agent_ban(struct sigil_http_req *req, void *arg)
+{
+    body_job(req, arg, OP_AGENT_BAN);
+}
+
+static void
+h_agent_evict(struct sigil_http_req *req, void *arg)
+{
+    body_job(req, arg, OP_AGENT_EVICT);
+}
+
+static void
+h_token(struct sigil_http_req *req, void *arg)
+{
+    body_job(req, arg, OP_TOKEN_CREATE);
+}
+
+static void
+h_agents(struct sigil_http_req *req, void *arg)
+{
+    char *banned = NULL;
+    struct job *j;
+
+    if ((j = job_new(arg, req, OP_AGENT_LIST)) == NULL)
+        return;
+    if (!query_param(req, "attestation_type", &j->attestation_type) || !page_query(req, j) ||
+        !query_param(req, "banned", &banned))
+        goto fail;
+    if (banned != NULL) {
+        if (strcmp(banned, "true") != 0 && strcmp(banned, "false") != 0) {
+            respond_error(req, 400, "request.banned", "banned must be true or false");
+            goto fail;
+        }
+        j->banned = strcmp(banned, "true") == 0;
+    }
+    free(banned);
+    submit(arg, j);
+    return;
+fail:
+    free(banned);
+    job_free(j);
+}
+
+static void
+h_agent(struct sigil_http_req *req, void *arg)
+{
+    struct job *j;
+
+    if ((j = job_new(arg, req, OP_AGENT_GET)) == NULL)
+        return;
+    if (!query_param(req, "spiffe_id", &j->agent_id)) {
+        job_free(j);
+        return;
+    }
+    if (j->agent_id == NULL) {
+        respond_error(req, 400, "request.spiffe_id", "give the agent's SPIFFE ID: ?spiffe_id=");
+        job_free(j);
+        return;
+    }
+    submit(arg, j);
+}
+
+static void
+h_audit(struct sigil_http_req *req, void *arg)
+{
+    struct job *j;
+
+    if ((j = job_new(arg, req, OP_AUDIT_LIST)) == NULL)
+        return;
+    if (!query_param(req, "object_type", &j->object_type) ||
+        !query_param(req, "object_id", &j->object_id) ||
+        !query_param(req, "actor", &j->actor_filter) || !page_query(req, j)) {
+        job_free(j);
+        return;
+    }
+    submit(arg, j);
 }
 
 int
@@ -498,6 +1069,17 @@ sigil_admin_routes(struct sigil_admin *a, struct sigil_http_server *srv)
         (r = sigil_http_route(srv, "GET", "/v1/entries", false, h_entry_list, a)) != 0 ||
         (r = sigil_http_route(srv, "GET", ENTRIES_PREFIX, true, h_entry_one, a)) != 0 ||
         (r = sigil_http_route(srv, "DELETE", ENTRIES_PREFIX, true, h_entry_one, a)) != 0 ||
+        (r = sigil_http_route(srv, "PATCH", ENTRIES_PREFIX, true, h_entry_one, a)) != 0 ||
+        (r = sigil_http_route(srv, "POST", "/v1/entries:batchCreate", false, h_batch_create, a)) !=
+            0 ||
+        (r = sigil_http_route(srv, "POST", "/v1/entries:batchDelete", false, h_batch_delete, a)) !=
+            0 ||
+        (r = sigil_http_route(srv, "GET", "/v1/agents", false, h_agents, a)) != 0 ||
+        (r = sigil_http_route(srv, "GET", "/v1/agent", false, h_agent, a)) != 0 ||
+        (r = sigil_http_route(srv, "POST", "/v1/agents:ban", false, h_agent_ban, a)) != 0 ||
+        (r = sigil_http_route(srv, "POST", "/v1/agents:evict", false, h_agent_evict, a)) != 0 ||
+        (r = sigil_http_route(srv, "POST", "/v1/join-tokens", false, h_token, a)) != 0 ||
+        (r = sigil_http_route(srv, "GET", "/v1/audit", false, h_audit, a)) != 0 ||
         (r = sigil_http_route(srv, "GET", "/v1/bundle", false, h_bundle, a)) != 0)
         return r;
     return 0;

@@ -1,8 +1,9 @@
-/* The admin API (schema/admin-api.yaml) on the server's HTTP server: request parsing and the
- * registration policy on the loop thread, the datastore (server/store.h) on the database
- * pool's workers, answers as the contract's JSON. This first part serves registration entries
- * (create, get, list, delete) and our own bundle to callers on the local admin socket, who are
- * platform admins; the other resources and the mTLS roles come next. */
+/* The admin API (schema/admin-api.yaml) on the server's HTTP server: request parsing on the
+ * loop thread, the registration policy and the datastore (server/store.h) on the database
+ * pool's workers, answers as the contract's JSON. Served so far: entries (create, batch
+ * create, get, list, patch, delete, batch delete), agents (list, get, ban, evict), join
+ * tokens, the audit log and our own bundle, to callers on the local admin socket, who are
+ * platform admins. Federation, federated bundles and the mTLS roles come next. */
 #ifndef SIGIL_SERVER_ADMIN_H
 #define SIGIL_SERVER_ADMIN_H
 

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The admin API of a running sigil-server over its Unix socket, with curl and the CLI against a
 # real PostgreSQL: entries created (team and TTLs from the policy), refused by the policy with
-# the rule as the code, duplicates 409, strict JSON, get, list with filters and pages, delete,
-# our bundle decoded by our decoder, and an audit row per change with the caller's uid.
+# the rule as the code, duplicates 409, strict JSON, get, list with filters and pages, batch
+# create (atomic or not) and delete, PATCH judged by the policy, join tokens stored hashed,
+# agents (list, get, ban, evict), the audit log, our bundle decoded by our decoder, and an
+# audit row per change with the caller's uid.
 # One line per check, then "N passed, N failed".
 set -uo pipefail
 SRC=${SIGIL_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -132,6 +134,67 @@ check "DELETE /v1/entries/{id} is 204" test "$(api DELETE "/v1/entries/$ID")" = 
 check "DELETE again is 404" test "$(api DELETE "/v1/entries/$ID")" = 404
 check "GET after delete is 404 entry.not_found" test "$(api GET "/v1/entries/$ID")/$(field 'd["error"]["code"]')" = 404/entry.not_found
 
+# --- batchCreate: one result per item, the policy per item, atomic all or nothing
+E1='{"spiffe_id":"spiffe://example.org/prod/gcp/team1/w1","parent_id":"spiffe://example.org/sigil/agent/n","selectors":["unix:uid:1","unix:path:/bin/a","unix:sha256:'$SHA'"]}'
+E2='{"spiffe_id":"spiffe://example.org/qa/gcp/team1/w2","parent_id":"spiffe://example.org/sigil/agent/n","selectors":["unix:uid:1"]}'
+E3='{"spiffe_id":"spiffe://example.org/prod/gcp/team1/w3","parent_id":"spiffe://example.org/sigil/agent/n","selectors":["unix:uid:3","unix:path:/bin/c","unix:sha256:'$SHA'"]}'
+check "batchCreate is 200" test "$(api POST /v1/entries:batchCreate "{\"entries\":[$E1,$E2]}")" = 200
+check "... item 1 created (201), item 2 refused by the policy (400)" \
+  test "$(field '[r["status"] for r in d["results"]]')" = "[201, 400]"
+check "... item 2 names the rule" test "$(field 'd["results"][1]["error"]["code"]')" = policy.id.segment_value
+W1=$(field 'd["results"][0]["entry"]["id"]')
+check "atomic batchCreate with a bad item writes nothing" \
+  test "$(api POST /v1/entries:batchCreate "{\"atomic\":true,\"entries\":[$E3,$E2]}")/$(field '[r["status"] for r in d["results"]]')" = "200/[424, 400]"
+check "... the good item says batch.aborted" test "$(field 'd["results"][0]["error"]["code"]')" = batch.aborted
+check "... and it is not stored" test "$(q "SELECT count(*) FROM entries WHERE spiffe_id LIKE '%/w3'")" = 0
+check "batchCreate of an existing entry: 409 with its id" \
+  test "$(api POST /v1/entries:batchCreate "{\"entries\":[$E1]}")/$(field 'd["results"][0]["status"], d["results"][0]["id"]')" = "200/409 $W1"
+check "batchCreate with an unknown member is 400" test "$(api POST /v1/entries:batchCreate "{\"entries\":[],\"x\":1}")" = 400
+
+# --- PATCH: the policy judges the result
+check "PATCH x509_svid_ttl within bounds is 200" test "$(api PATCH "/v1/entries/$W1" '{"x509_svid_ttl":7200}')/$(field 'd["x509_svid_ttl"]')" = 200/7200
+check "PATCH x509_svid_ttl above the bound is 400 policy.ttl.x509" \
+  test "$(api PATCH "/v1/entries/$W1" '{"x509_svid_ttl":999999}')/$(field 'd["error"]["code"]')" = 400/policy.ttl.x509
+check "PATCH to an ID outside the scheme is 400" test "$(api PATCH "/v1/entries/$W1" '{"spiffe_id":"spiffe://example.org/qa/gcp/team1/w1"}')" = 400
+check "PATCH of the SPIFFE ID moves the entry to the new team" \
+  test "$(api PATCH "/v1/entries/$W1" '{"spiffe_id":"spiffe://example.org/dev/gcp/team2/w1"}')/$(field 'd["team"]')" = 200/team2
+check "PATCH with an unknown field is 400" test "$(api PATCH "/v1/entries/$W1" '{"colour":"red"}')" = 400
+check "PATCH of an unknown entry is 404" test "$(api PATCH /v1/entries/00000000-0000-4000-8000-000000000000 '{"hint":"x"}')" = 404
+
+# --- batchDelete
+check "batchDelete is 200 with one result per id" \
+  test "$(api POST /v1/entries:batchDelete "{\"ids\":[\"$W1\",\"00000000-0000-4000-8000-000000000000\"]}")/$(field '[r["status"] for r in d["results"]]')" = "200/[204, 404]"
+
+# --- join tokens: shown once, stored hashed
+check "POST /v1/join-tokens is 201" test "$(api POST /v1/join-tokens '{"ttl_seconds":120,"agent_path":"/sigil/agent/node-9"}')" = 201
+TOK=$(field 'd["token"]')
+check "the token is 43 base64url characters" test "$(printf %s "$TOK" | grep -cE '^[A-Za-z0-9_-]{43}$')" = 1
+check "the answer names the agent ID" test "$(field 'd["agent_id"]')" = spiffe://example.org/sigil/agent/node-9
+check "the database holds only the token's SHA-256" \
+  test "$(q "SELECT count(*) FROM join_tokens WHERE token_sha256 = sha256(convert_to('$TOK', 'UTF8'))")" = 1
+check "a TTL over a day is 400" test "$(api POST /v1/join-tokens '{"ttl_seconds":90000}')" = 400
+check "the CLI generates a token" "$BIN" token generate --admin-socket "$ADMIN" --ttl 5m
+
+# --- agents
+q "INSERT INTO agents (spiffe_id, attestation_type, serial, expires_at)
+   VALUES ('spiffe://example.org/sigil/agent/n1', 'join_token', '01', now() + interval '1 hour')" >/dev/null
+check "GET /v1/agents lists the agent" test "$(api GET /v1/agents)/$(field 'len(d["agents"])')" = 200/1
+check "GET /v1/agent?spiffe_id= is 200" test "$(api GET '/v1/agent?spiffe_id=spiffe://example.org/sigil/agent/n1')" = 200
+check "GET /v1/agent of an unknown agent is 404" test "$(api GET '/v1/agent?spiffe_id=spiffe://example.org/sigil/agent/zz')" = 404
+check "GET /v1/agent without spiffe_id is 400" test "$(api GET /v1/agent)" = 400
+check "ban is 200 and the agent is banned" \
+  test "$(api POST /v1/agents:ban '{"spiffe_id":"spiffe://example.org/sigil/agent/n1"}')/$(field 'd["banned"]')" = 200/True
+check "list banned=true finds it" test "$(api GET '/v1/agents?banned=true')/$(field 'len(d["agents"])')" = 200/1
+check "banned=maybe is 400" test "$(api GET '/v1/agents?banned=maybe')" = 400
+check "evict is 204" test "$(api POST /v1/agents:evict '{"spiffe_id":"spiffe://example.org/sigil/agent/n1"}')" = 204
+check "evict again is 404" test "$(api POST /v1/agents:evict '{"spiffe_id":"spiffe://example.org/sigil/agent/n1"}')" = 404
+
+# --- audit list
+check "GET /v1/audit is 200, newest first" test "$(api GET '/v1/audit?page_size=1')/$(field 'd["records"][0]["action"]')" = 200/agent.evict
+check "... with a next page" test "$(field '"next_page_token" in d')" = True
+check "filter by object_type" test "$(api GET '/v1/audit?object_type=join_token')/$(field 'sorted(set(r["action"] for r in d["records"]))')" = "200/['token.create']"
+check "the CLI lists the audit log" "$BIN" audit list --admin-socket "$ADMIN"
+
 # --- our bundle
 check "GET /v1/bundle is 200" test "$(api GET /v1/bundle)" = 200
 "$CHECK" "$TD" <"$TMP/body" >"$TMP/bundle.txt" 2>&1
@@ -141,7 +204,8 @@ check "the bundle decodes with our decoder (1 root, 1 JWT key, sequence 1)" \
 # --- the audit log
 ME="uid:$(id -u)"
 check "each change wrote an audit row with the caller's uid" \
-  test "$(q "SELECT string_agg(action, ',' ORDER BY id) FROM audit_log WHERE actor = '$ME'")" = "entry.create,entry.create,entry.delete"
+  test "$(q "SELECT string_agg(DISTINCT action, ',' ORDER BY action) FROM audit_log WHERE actor = '$ME'")" = "agent.ban,agent.evict,entry.create,entry.delete,entry.update,token.create"
+check "no audit row from anyone else" test "$(q "SELECT count(*) FROM audit_log WHERE actor <> '$ME'")" = 0
 
 check "POST on a read-only path is 405" test "$(api POST /v1/bundle '{}')" = 405
 kill -TERM "$SPID"
