@@ -1,0 +1,236 @@
+/* The unix workload attestor: uid, user, gid, group and supplementary groups of the caller,
+ * the path of its executable and, below a size limit, the SHA-256 of that executable read
+ * through /proc/<pid>/exe (the file the process runs, even if replaced or deleted since). */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "attestor.h"
+#include "sigil/err.h"
+#include "sigil/log.h"
+
+#define GROUPS_MAX 1024
+#define NSS_BUF_MAX (1024 * 1024)
+
+/* Adds unix:user:NAME for uid (nothing if it has no name). */
+static int
+add_user(struct sigil_selector_set *set, uid_t uid)
+{
+    struct passwd pw, *res = NULL;
+    size_t cap = 1024;
+    char *buf = NULL, *nb;
+    int r = 0, e;
+
+    for (;;) {
+        if ((nb = realloc(buf, cap)) == NULL) {
+            free(buf);
+            return SIGIL_ERR_NOMEM;
+        }
+        buf = nb;
+        e = getpwuid_r(uid, &pw, buf, cap, &res);
+        if (e != ERANGE || cap >= NSS_BUF_MAX)
+            break;
+        cap *= 2;
+    }
+    if (e == 0 && res != NULL) {
+        char *v;
+
+        if (asprintf(&v, "user:%s", pw.pw_name) < 0)
+            r = SIGIL_ERR_NOMEM;
+        else {
+            r = sigil_attest_add(set, "unix", v);
+            free(v);
+        }
+    }
+    free(buf);
+    return r;
+}
+
+/* Adds <prefix>:NAME for gid (nothing if it has no name). */
+static int
+add_group(struct sigil_selector_set *set, const char *prefix, gid_t gid)
+{
+    struct group gr, *res = NULL;
+    size_t cap = 1024;
+    char *buf = NULL, *nb, *v;
+    int r = 0, e;
+
+    for (;;) {
+        if ((nb = realloc(buf, cap)) == NULL) {
+            free(buf);
+            return SIGIL_ERR_NOMEM;
+        }
+        buf = nb;
+        e = getgrgid_r(gid, &gr, buf, cap, &res);
+        if (e != ERANGE || cap >= NSS_BUF_MAX)
+            break;
+        cap *= 2;
+    }
+    if (e == 0 && res != NULL) {
+        if (asprintf(&v, "%s:%s", prefix, gr.gr_name) < 0)
+            r = SIGIL_ERR_NOMEM;
+        else {
+            r = sigil_attest_add(set, "unix", v);
+            free(v);
+        }
+    }
+    free(buf);
+    return r;
+}
+
+/* Hashes the caller's executable, or leaves sha256 out (logged) over the limit. */
+static int
+add_sha256(const struct sigil_attest_opts *o, pid_t pid, struct sigil_selector_set *set)
+{
+    static const char hexd[] = "0123456789abcdef";
+    unsigned char md[EVP_MAX_MD_SIZE], *chunk = NULL;
+    char path[64], hex[2 * 32 + 8] = "sha256:";
+    EVP_MD_CTX *ctx = NULL;
+    unsigned mdlen = 0, i;
+    struct stat st;
+    ssize_t k;
+    int fd, r = SIGIL_ERR_IO;
+
+    snprintf(path, sizeof path, "/proc/%ld/exe", (long)pid);
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return errno == ENOENT || errno == ESRCH ? SIGIL_ERR_IO : 0;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        r = 0; /* nothing to hash */
+        goto out;
+    }
+    if ((uint64_t)st.st_size > o->sha256_max) {
+        char size[24], limit[24];
+
+        snprintf(size, sizeof size, "%lld", (long long)st.st_size);
+        snprintf(limit, sizeof limit, "%llu", (unsigned long long)o->sha256_max);
+        sigil_log_kv(SIGIL_LOG_WARN, "attest", "executable over the hash limit: no sha256 selector",
+                     "size", size, "limit", limit, NULL);
+        r = 0;
+        goto out;
+    }
+    if ((chunk = malloc(64 * 1024)) == NULL || (ctx = EVP_MD_CTX_new()) == NULL) {
+        r = SIGIL_ERR_NOMEM;
+        goto out;
+    }
+    if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
+        r = SIGIL_ERR_CRYPTO;
+        goto out;
+    }
+    uint64_t total = 0;
+    for (;;) {
+        k = read(fd, chunk, 64 * 1024);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0)
+            goto out;
+        if (k == 0)
+            break;
+        total += (uint64_t)k;
+        if (total > o->sha256_max) { /* grew while we read it */
+            r = 0;
+            goto out;
+        }
+        if (EVP_DigestUpdate(ctx, chunk, (size_t)k) != 1) {
+            r = SIGIL_ERR_CRYPTO;
+            goto out;
+        }
+    }
+    if (EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen != 32) {
+        r = SIGIL_ERR_CRYPTO;
+        goto out;
+    }
+    for (i = 0; i < mdlen; i++) {
+        hex[7 + 2 * i] = hexd[md[i] >> 4];
+        hex[8 + 2 * i] = hexd[md[i] & 15];
+    }
+    hex[7 + 2 * mdlen] = '\0';
+    r = sigil_attest_add(set, "unix", hex);
+out:
+    EVP_MD_CTX_free(ctx);
+    free(chunk);
+    close(fd);
+    return r;
+}
+
+static int
+unix_collect(const struct sigil_attest_opts *o, const struct sigil_attest_proc *p,
+             struct sigil_selector_set *out, const char **why)
+{
+    static const char deleted[] = " (deleted)";
+    char *status = NULL, path[64], exe[4096 + 8];
+    gid_t gids[GROUPS_MAX];
+    size_t len;
+    ssize_t k;
+    int r, n, i;
+
+    {
+        char v[32];
+
+        snprintf(v, sizeof v, "uid:%lu", (unsigned long)p->uid);
+        if ((r = sigil_attest_add(out, "unix", v)) != 0)
+            goto out;
+        snprintf(v, sizeof v, "gid:%lu", (unsigned long)p->gid);
+        if ((r = sigil_attest_add(out, "unix", v)) != 0)
+            goto out;
+    }
+    if ((r = add_user(out, p->uid)) != 0 || (r = add_group(out, "group", p->gid)) != 0)
+        goto out;
+
+    if ((status = malloc(SIGIL_ATTEST_PROC_FILE_MAX)) == NULL) {
+        r = SIGIL_ERR_NOMEM;
+        goto out;
+    }
+    if ((r = sigil_attest_read_proc(p->pid, "status", status, SIGIL_ATTEST_PROC_FILE_MAX, &len)) !=
+        0) {
+        *why = "cannot read /proc/<pid>/status";
+        goto out;
+    }
+    if ((n = sigil_attest_parse_groups(status, len, gids, GROUPS_MAX)) < 0) {
+        r = n;
+        *why = "malformed Groups line in /proc/<pid>/status";
+        goto out;
+    }
+    for (i = 0; i < n; i++) {
+        char v[48];
+
+        snprintf(v, sizeof v, "supplementary_gid:%lu", (unsigned long)gids[i]);
+        if ((r = sigil_attest_add(out, "unix", v)) != 0 ||
+            (r = add_group(out, "supplementary_group", gids[i])) != 0)
+            goto out;
+    }
+
+    snprintf(path, sizeof path, "/proc/%ld/exe", (long)p->pid);
+    memcpy(exe, "path:", 5);
+    k = readlink(path, exe + 5, sizeof exe - 6);
+    if (k > 0 && (size_t)k < sizeof exe - 6) {
+        exe[5 + k] = '\0';
+        /* A deleted executable has no path anyone could register. */
+        if (!((size_t)k > sizeof deleted - 1 &&
+              strcmp(exe + 5 + k - (sizeof deleted - 1), deleted) == 0) &&
+            exe[5] == '/') {
+            if ((r = sigil_attest_add(out, "unix", exe)) != 0)
+                goto out;
+        }
+    }
+    if (!o->no_sha256 && (r = add_sha256(o, p->pid, out)) != 0) {
+        *why = "cannot hash the caller's executable";
+        goto out;
+    }
+    r = 0;
+out:
+    free(status);
+    return r;
+}
+
+const struct sigil_attestor sigil_attestor_unix = {
+    .name = "unix",
+    .collect = unix_collect,
+};
