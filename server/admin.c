@@ -1,8 +1,9 @@
 /* The admin API: each handler checks the caller and reads the request on the loop thread,
- * then hands one job to the database pool; the worker reads the JSON strictly (the store's
- * readers, JSON_STRICT unpacking), runs the registration policy on entry writes (the policy is
- * read-only, so workers share it), calls the datastore and posts the answer itself. Errors
- * follow the contract: {"error": {"code": "...", "message": "..."}}. */
+ * then hands one job to the database pool; the worker reads JSON bodies strictly (the store's
+ * readers, JSON_STRICT unpacking), runs the registration policy on entry writes (read-only,
+ * so workers share it; a single create is judged on the loop before queueing), calls the
+ * datastore and posts the answer itself. Errors follow the contract:
+ * {"error": {"code": "...", "message": "..."}}. */
 #include "admin.h"
 
 #include <stdio.h>
@@ -18,6 +19,9 @@
 
 #define COMPONENT "admin"
 #define ENTRIES_PREFIX "/v1/entries/"
+#define FEDBUNDLES_PREFIX "/v1/federated-bundles/"
+#define FEDERATIONS "/v1/federation-relationships"
+#define FEDERATIONS_PREFIX FEDERATIONS "/"
 
 struct sigil_admin {
     struct sigil_db *db;
@@ -42,6 +46,13 @@ enum op {
     OP_TOKEN_CREATE,
     OP_AUDIT_LIST,
     OP_BUNDLE_GET,
+    OP_FEDBUNDLE_LIST,
+    OP_FEDBUNDLE_GET,
+    OP_FEDBUNDLE_PUT,
+    OP_FEDBUNDLE_DELETE,
+    OP_FEDERATION_LIST,
+    OP_FEDERATION_CREATE,
+    OP_FEDERATION_DELETE,
 };
 
 /* One request handed to a worker. */
@@ -63,6 +74,8 @@ struct job {
     char *agent_id, *attestation_type;            /* agents */
     int banned;                                   /* agents list: -1 any, 0, 1 */
     char *object_type, *object_id, *actor_filter; /* audit */
+    char td[SIGIL_TRUST_DOMAIN_MAX + 1];          /* federated bundles, federation */
+    char *text;                                   /* PUT bundle: the body, NUL-terminated */
 };
 
 static void
@@ -80,6 +93,7 @@ job_free(struct job *j)
     free(j->object_type);
     free(j->object_id);
     free(j->actor_filter);
+    free(j->text);
     free(j);
 }
 
@@ -170,36 +184,6 @@ work_list(struct sigil_db_conn *c, struct job *j)
     /* a NULL body (out of memory) is answered 500 by the HTTP layer */
     post_json(j, 200, body);
     sigil_store_entry_list_free(&l);
-    return 0;
-}
-
-/* Our bundle as stored, re-encoded canonically (jsonb reorders members). */
-static int
-work_bundle(struct sigil_db_conn *c, struct job *j)
-{
-    struct sigil_store_bundle b = {0};
-    struct sigil_bundle *sb = NULL;
-    const char *why = NULL;
-    char *doc = NULL;
-    size_t len;
-    int r;
-
-    if ((r = sigil_store_bundle_get(c, NULL, &b, &j->serr)) != 0) {
-        post_store_error(j, r);
-        return 0;
-    }
-    if (sigil_bundle_decode(b.trust_domain, b.document, strlen(b.document), &sb, &why) != 0 ||
-        sigil_bundle_encode(sb, &doc, &len) != 0) {
-        sigil_log(SIGIL_LOG_ERROR, COMPONENT, "our stored bundle does not decode: %s",
-                  why ? why : "encoding failed");
-        post_json(j, 500, error_json("bundle.corrupt", "our stored bundle does not decode"));
-    } else {
-        sigil_http_post(j->req, 200, "application/json", doc, len);
-        j->answered = true;
-    }
-    free(doc);
-    sigil_bundle_free(sb);
-    sigil_store_bundle_free(&b);
     return 0;
 }
 
@@ -644,6 +628,163 @@ work_audit(struct sigil_db_conn *c, struct job *j)
     return 0;
 }
 
+/* Re-encodes a stored bundle canonically and posts it (jsonb reorders members). */
+static void
+post_bundle(struct job *j, int status, const struct sigil_store_bundle *b)
+{
+    struct sigil_bundle *sb = NULL;
+    const char *why = NULL;
+    char *doc = NULL;
+    size_t len;
+
+    if (sigil_bundle_decode(b->trust_domain, b->document, strlen(b->document), &sb, &why) != 0 ||
+        sigil_bundle_encode(sb, &doc, &len) != 0) {
+        sigil_log(SIGIL_LOG_ERROR, COMPONENT, "the stored bundle of %s does not decode: %s",
+                  b->trust_domain, why ? why : "encoding failed");
+        post_json(j, 500, error_json("bundle.corrupt", "the stored bundle does not decode"));
+    } else {
+        sigil_http_post(j->req, status, "application/json", doc, len);
+        j->answered = true;
+    }
+    free(doc);
+    sigil_bundle_free(sb);
+}
+
+/* Our own bundle as stored. */
+static int
+work_bundle(struct sigil_db_conn *c, struct job *j)
+{
+    struct sigil_store_bundle b = {0};
+    int r;
+
+    if ((r = sigil_store_bundle_get(c, NULL, &b, &j->serr)) != 0)
+        post_store_error(j, r);
+    else
+        post_bundle(j, 200, &b);
+    sigil_store_bundle_free(&b);
+    return 0;
+}
+
+/* Every federated bundle as a bundle map (B-7: no refresh hints in a map). */
+static int
+work_fed_bundles(struct sigil_db_conn *c, struct job *j)
+{
+    struct sigil_store_bundle_list l = {0};
+    struct sigil_bundle_set *set = NULL;
+    const char *why = NULL;
+    char *doc = NULL;
+    size_t len;
+    int r;
+
+    if ((r = sigil_store_bundles_list(c, &l, &j->serr)) != 0) {
+        post_store_error(j, r);
+        return 0;
+    }
+    if ((r = sigil_bundle_set_new(&set)) != 0)
+        goto fail;
+    for (size_t i = 0; i < l.count; i++) {
+        struct sigil_bundle *b = NULL;
+
+        if ((r = sigil_bundle_decode(l.items[i].trust_domain, l.items[i].document,
+                                     strlen(l.items[i].document), &b, &why)) != 0 ||
+            (r = sigil_bundle_set_put(set, b)) != 0)
+            goto fail;
+    }
+    if ((r = sigil_bundle_map_encode(set, &doc, &len)) != 0)
+        goto fail;
+    sigil_http_post(j->req, 200, "application/json", doc, len);
+    j->answered = true;
+    goto out;
+fail:
+    post_json(j, 500, error_json("bundle.corrupt", why ? why : sigil_strerror(r)));
+out:
+    free(doc);
+    sigil_bundle_set_free(set);
+    sigil_store_bundle_list_free(&l);
+    return 0;
+}
+
+/* GET, PUT, DELETE /v1/federated-bundles/{td}. */
+static int
+work_fed_bundle(struct sigil_db_conn *c, struct job *j)
+{
+    struct sigil_store_bundle b = {0};
+    int r = 0;
+
+    if (j->op == OP_FEDBUNDLE_DELETE) {
+        if ((r = sigil_store_bundle_delete(c, j->actor, j->td, &j->serr)) == 0) {
+            sigil_http_post(j->req, 204, "application/json", "", 0);
+            j->answered = true;
+            return 0;
+        }
+    } else if (j->op == OP_FEDBUNDLE_PUT &&
+               (r = sigil_store_bundle_set_federated(c, j->actor, j->td, j->text, &j->serr)) != 0) {
+        /* refused before reading back */
+    } else {
+        r = sigil_store_bundle_get(c, j->td, &b, &j->serr);
+        if (r == 0 && b.own) {
+            r = SIGIL_ERR_NOTFOUND;
+            snprintf(j->serr.code, sizeof j->serr.code, "bundle.not_found");
+            snprintf(j->serr.message, sizeof j->serr.message,
+                     "%s is our own trust domain: its bundle is at /v1/bundle", j->td);
+        }
+    }
+    if (r != 0)
+        post_store_error(j, r);
+    else
+        post_bundle(j, 200, &b);
+    sigil_store_bundle_free(&b);
+    return 0;
+}
+
+static int
+work_federations(struct sigil_db_conn *c, struct job *j)
+{
+    struct sigil_store_federation_list l = {0};
+    json_t *arr = json_array(), *o;
+    int r;
+
+    if ((r = sigil_store_federations_list(c, &l, &j->serr)) != 0) {
+        json_decref(arr);
+        post_store_error(j, r);
+        return 0;
+    }
+    for (size_t i = 0; arr != NULL && i < l.count; i++) {
+        if (sigil_store_federation_to_json(&l.items[i], &o) != 0 ||
+            json_array_append_new(arr, o) != 0) {
+            json_decref(arr);
+            arr = NULL;
+        }
+    }
+    post_json(j, 200, arr != NULL ? json_pack("{s:o}", "relationships", arr) : NULL);
+    sigil_store_federation_list_free(&l);
+    return 0;
+}
+
+static int
+work_federation(struct sigil_db_conn *c, struct job *j)
+{
+    struct sigil_store_federation f = {0};
+    json_t *body = NULL;
+    int r;
+
+    if (j->op == OP_FEDERATION_DELETE) {
+        if ((r = sigil_store_federation_delete(c, j->actor, j->td, &j->serr)) == 0) {
+            sigil_http_post(j->req, 204, "application/json", "", 0);
+            j->answered = true;
+            return 0;
+        }
+    } else if ((r = sigil_store_federation_from_json(j->body, &f, &j->serr)) == 0 &&
+               (r = sigil_store_federation_create(c, j->actor, &f, &j->serr)) == 0) {
+        sigil_store_federation_to_json(&f, &body);
+        post_json(j, 201, body);
+    }
+    if (r != 0)
+        post_store_error(j, r);
+    sigil_store_federation_free(&f);
+    return 0;
+}
+
 static int
 work(struct sigil_db_conn *c, void *arg)
 {
@@ -692,6 +833,17 @@ work(struct sigil_db_conn *c, void *arg)
         return work_token(c, j);
     case OP_AUDIT_LIST:
         return work_audit(c, j);
+    case OP_FEDBUNDLE_LIST:
+        return work_fed_bundles(c, j);
+    case OP_FEDBUNDLE_GET:
+    case OP_FEDBUNDLE_PUT:
+    case OP_FEDBUNDLE_DELETE:
+        return work_fed_bundle(c, j);
+    case OP_FEDERATION_LIST:
+        return work_federations(c, j);
+    case OP_FEDERATION_CREATE:
+    case OP_FEDERATION_DELETE:
+        return work_federation(c, j);
     default:
         r = SIGIL_ERR_INTERNAL;
         break;
@@ -1047,6 +1199,89 @@ h_audit(struct sigil_http_req *req, void *arg)
     submit(arg, j);
 }
 
+/* Reads the trust domain at the end of the path (after prefix) into j->td; answers 404 for
+ * one that cannot be a trust domain. */
+static bool
+path_td(struct sigil_http_req *req, const char *prefix, struct job *j)
+{
+    const char *td = sigil_http_req_path(req) + strlen(prefix), *why = NULL;
+    size_t n = strlen(td);
+
+    if (sigil_trust_domain_check(td, n, &why) != 0) {
+        respond_error(req, 404, "trust_domain.invalid", why ? why : "bad trust domain");
+        return false;
+    }
+    memcpy(j->td, td, n + 1);
+    return true;
+}
+
+static void
+h_fed_bundles(struct sigil_http_req *req, void *arg)
+{
+    struct job *j;
+
+    if ((j = job_new(arg, req, OP_FEDBUNDLE_LIST)) != NULL)
+        submit(arg, j);
+}
+
+static void
+h_fed_bundle(struct sigil_http_req *req, void *arg)
+{
+    const char *method = sigil_http_req_method(req);
+    enum op op = strcmp(method, "PUT") == 0      ? OP_FEDBUNDLE_PUT
+                 : strcmp(method, "DELETE") == 0 ? OP_FEDBUNDLE_DELETE
+                                                 : OP_FEDBUNDLE_GET;
+    const uint8_t *body;
+    size_t len;
+    struct job *j;
+
+    if ((j = job_new(arg, req, op)) == NULL)
+        return;
+    if (!path_td(req, FEDBUNDLES_PREFIX, j))
+        goto fail;
+    if (op == OP_FEDBUNDLE_PUT) {
+        body = sigil_http_req_body(req, &len);
+        if (memchr(body, '\0', len) != NULL ||
+            (j->text = strndup((const char *)body, len)) == NULL) {
+            respond_error(req, 400, "bundle.invalid", "the body must be a SPIFFE bundle (JSON)");
+            goto fail;
+        }
+    }
+    submit(arg, j);
+    return;
+fail:
+    job_free(j);
+}
+
+static void
+h_federations(struct sigil_http_req *req, void *arg)
+{
+    bool create = strcmp(sigil_http_req_method(req), "POST") == 0;
+    struct job *j;
+
+    if ((j = job_new(arg, req, create ? OP_FEDERATION_CREATE : OP_FEDERATION_LIST)) == NULL)
+        return;
+    if (create && !read_body(req, j)) {
+        job_free(j);
+        return;
+    }
+    submit(arg, j);
+}
+
+static void
+h_federation(struct sigil_http_req *req, void *arg)
+{
+    struct job *j;
+
+    if ((j = job_new(arg, req, OP_FEDERATION_DELETE)) == NULL)
+        return;
+    if (!path_td(req, FEDERATIONS_PREFIX, j)) {
+        job_free(j);
+        return;
+    }
+    submit(arg, j);
+}
+
 int
 sigil_admin_new(struct sigil_db *db, const struct sigil_policy *policy, struct sigil_admin **out)
 {
@@ -1080,7 +1315,14 @@ sigil_admin_routes(struct sigil_admin *a, struct sigil_http_server *srv)
         (r = sigil_http_route(srv, "POST", "/v1/agents:evict", false, h_agent_evict, a)) != 0 ||
         (r = sigil_http_route(srv, "POST", "/v1/join-tokens", false, h_token, a)) != 0 ||
         (r = sigil_http_route(srv, "GET", "/v1/audit", false, h_audit, a)) != 0 ||
-        (r = sigil_http_route(srv, "GET", "/v1/bundle", false, h_bundle, a)) != 0)
+        (r = sigil_http_route(srv, "GET", "/v1/bundle", false, h_bundle, a)) != 0 ||
+        (r = sigil_http_route(srv, "GET", "/v1/federated-bundles", false, h_fed_bundles, a)) != 0 ||
+        (r = sigil_http_route(srv, "GET", FEDBUNDLES_PREFIX, true, h_fed_bundle, a)) != 0 ||
+        (r = sigil_http_route(srv, "PUT", FEDBUNDLES_PREFIX, true, h_fed_bundle, a)) != 0 ||
+        (r = sigil_http_route(srv, "DELETE", FEDBUNDLES_PREFIX, true, h_fed_bundle, a)) != 0 ||
+        (r = sigil_http_route(srv, "GET", FEDERATIONS, false, h_federations, a)) != 0 ||
+        (r = sigil_http_route(srv, "POST", FEDERATIONS, false, h_federations, a)) != 0 ||
+        (r = sigil_http_route(srv, "DELETE", FEDERATIONS_PREFIX, true, h_federation, a)) != 0)
         return r;
     return 0;
 }

@@ -1,9 +1,10 @@
 /* The admin API (schema/admin-api.yaml) on the server's HTTP server: request parsing on the
  * loop thread, the registration policy and the datastore (server/store.h) on the database
- * pool's workers, answers as the contract's JSON. Served so far: entries (create, batch
- * create, get, list, patch, delete, batch delete), agents (list, get, ban, evict), join
- * tokens, the audit log and our own bundle, to callers on the local admin socket, who are
- * platform admins. Federation, federated bundles and the mTLS roles come next. */
+ * pool's workers (one create's policy check runs on the loop), answers as the contract's JSON.
+ * Served: entries (create, batch create, get, list, patch, delete, batch delete), agents
+ * (list, get, ban, evict), join tokens, the audit log, federation relationships, federated
+ * bundles and our own bundle, to callers on the local admin socket, who are platform admins.
+ * The mTLS listener and its roles (team admins, viewers) come next. */
 #ifndef SIGIL_SERVER_ADMIN_H
 #define SIGIL_SERVER_ADMIN_H
 

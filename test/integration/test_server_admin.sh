@@ -3,8 +3,8 @@
 # real PostgreSQL: entries created (team and TTLs from the policy), refused by the policy with
 # the rule as the code, duplicates 409, strict JSON, get, list with filters and pages, batch
 # create (atomic or not) and delete, PATCH judged by the policy, join tokens stored hashed,
-# agents (list, get, ban, evict), the audit log, our bundle decoded by our decoder, and an
-# audit row per change with the caller's uid.
+# agents (list, get, ban, evict), the audit log, federation relationships, federated bundles,
+# our bundle decoded by our decoder, and an audit row per change with the caller's uid.
 # One line per check, then "N passed, N failed".
 set -uo pipefail
 SRC=${SIGIL_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -195,6 +195,29 @@ check "... with a next page" test "$(field '"next_page_token" in d')" = True
 check "filter by object_type" test "$(api GET '/v1/audit?object_type=join_token')/$(field 'sorted(set(r["action"] for r in d["records"]))')" = "200/['token.create']"
 check "the CLI lists the audit log" "$BIN" audit list --admin-socket "$ADMIN"
 
+# --- federation relationships
+FED='{"trust_domain":"other.org","bundle_endpoint_url":"https://other.org/bundle","profile":"https_web"}'
+check "POST a federation relationship is 201" test "$(api POST /v1/federation-relationships "$FED")" = 201
+check "the same again is 409" test "$(api POST /v1/federation-relationships "$FED")" = 409
+check "https_spiffe without endpoint_spiffe_id is 400" \
+  test "$(api POST /v1/federation-relationships '{"trust_domain":"x.org","bundle_endpoint_url":"https://x.org/b","profile":"https_spiffe"}')" = 400
+check "list: one relationship" test "$(api GET /v1/federation-relationships)/$(field '[f["trust_domain"] for f in d["relationships"]]')" = "200/['other.org']"
+check "the CLI lists it" bash -c "'$BIN' federation list --admin-socket '$ADMIN' | grep -q other.org"
+check "DELETE it is 204" test "$(api DELETE /v1/federation-relationships/other.org)" = 204
+check "DELETE again is 404" test "$(api DELETE /v1/federation-relationships/other.org)" = 404
+check "DELETE of a malformed trust domain is 404" test "$(api DELETE /v1/federation-relationships/Bad..Name)" = 404
+
+# --- federated bundles
+check "PUT a federated bundle is 200" test "$(api PUT /v1/federated-bundles/other.org '{"keys":[],"spiffe_sequence":5}')" = 200
+check "... and answers the stored bundle (sequence 5)" test "$(field 'd["spiffe_sequence"]')" = 5
+check "GET it back" test "$(api GET /v1/federated-bundles/other.org)/$(field 'd["spiffe_sequence"]')" = 200/5
+check "the bundle map lists it" test "$(api GET /v1/federated-bundles)/$(field 'list(d["trust_domains"])')" = "200/['other.org']"
+check "a federated bundle for our own trust domain is refused" test "$(api PUT /v1/federated-bundles/$TD '{"keys":[]}' | cut -c1)" = 4
+check "our own bundle is not a federated one (404)" test "$(api GET /v1/federated-bundles/$TD)" = 404
+check "a malformed bundle is 400" test "$(api PUT /v1/federated-bundles/other.org '{"keys":"no"}')" = 400
+check "DELETE the federated bundle is 204" test "$(api DELETE /v1/federated-bundles/other.org)" = 204
+check "GET it after delete is 404" test "$(api GET /v1/federated-bundles/other.org)" = 404
+
 # --- our bundle
 check "GET /v1/bundle is 200" test "$(api GET /v1/bundle)" = 200
 "$CHECK" "$TD" <"$TMP/body" >"$TMP/bundle.txt" 2>&1
@@ -204,7 +227,7 @@ check "the bundle decodes with our decoder (1 root, 1 JWT key, sequence 1)" \
 # --- the audit log
 ME="uid:$(id -u)"
 check "each change wrote an audit row with the caller's uid" \
-  test "$(q "SELECT string_agg(DISTINCT action, ',' ORDER BY action) FROM audit_log WHERE actor = '$ME'")" = "agent.ban,agent.evict,entry.create,entry.delete,entry.update,token.create"
+  test "$(q "SELECT string_agg(DISTINCT action, ',' ORDER BY action) FROM audit_log WHERE actor = '$ME'")" = "agent.ban,agent.evict,bundle.delete,bundle.set,entry.create,entry.delete,entry.update,federation.create,federation.delete,token.create"
 check "no audit row from anyone else" test "$(q "SELECT count(*) FROM audit_log WHERE actor <> '$ME'")" = 0
 
 check "POST on a read-only path is 405" test "$(api POST /v1/bundle '{}')" = 405
