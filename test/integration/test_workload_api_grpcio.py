@@ -22,6 +22,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 SRC = os.environ.get("SIGIL_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "../.."))
 BUILD = os.environ.get("SIGIL_BUILD_DIR", os.path.join(SRC, "build"))
 HARNESS = os.path.join(BUILD, "test", "workload_harness")
+AGENT = os.path.join(BUILD, "agent", "sigil-agent")
 API = "/SpiffeWorkloadAPI/"
 HDR = [("workload.spiffe.io", "true")]
 TD = "example.org"
@@ -346,12 +347,60 @@ def rotation_checks(tmp, M):
         check("harness stops cleanly after rotations", rc == 0, rc)
 
 
+def cli_checks(tmp):
+    """sigil-agent's api commands and healthcheck against the same server."""
+    uid = os.getuid()
+    h = Harness(tmp, "--entry", f"w1:spiffe://{TD}/w1:unix:uid:{uid}:hint=cli")
+    env = dict(os.environ, SPIFFE_ENDPOINT_SOCKET="unix://" + h.sock)
+
+    def agent(*args, env=env):
+        return subprocess.run([AGENT, *args], capture_output=True, text=True, env=env)
+
+    try:
+        out = os.path.join(tmp, "out")
+        os.makedirs(out, exist_ok=True)
+        r = agent("api", "fetch", "x509", "--write", out)
+        check("sigil-agent api fetch x509 prints the ID and hint", r.returncode == 0 and
+              f"spiffe://{TD}/w1" in r.stdout and "cli" in r.stdout, r.stdout + r.stderr)
+        v = openssl("verify", "-CAfile", os.path.join(out, "bundle.0.pem"), "-untrusted",
+                    os.path.join(out, "svid.0.pem"), os.path.join(out, "svid.0.pem"))
+        check("--write: openssl verify accepts svid.0.pem against bundle.0.pem",
+              v.returncode == 0, v.stdout + v.stderr)
+        mode = os.stat(os.path.join(out, "svid.0.key")).st_mode & 0o777
+        check("--write: svid.0.key is 0600", mode == 0o600, oct(mode))
+        r = agent("api", "fetch", "jwt", "--audience", "cli-aud")
+        token = r.stdout.split("\n")[1].strip() if r.returncode == 0 else ""
+        check("sigil-agent api fetch jwt", token.count(".") == 2, r.stdout + r.stderr)
+        r = agent("api", "validate", "jwt", "--audience", "cli-aud", "--token", token)
+        check("sigil-agent api validate jwt: valid", r.returncode == 0 and
+              "SVID is valid" in r.stdout, r.stdout + r.stderr)
+        r = agent("api", "validate", "jwt", "--audience", "other", "--token", token)
+        check("sigil-agent api validate jwt: wrong audience exits 1", r.returncode == 1 and
+              "INVALID_ARGUMENT" in r.stderr, r.stdout + r.stderr)
+        r = agent("healthcheck")
+        check("sigil-agent healthcheck: healthy", r.returncode == 0, r.stdout + r.stderr)
+        r = agent("healthcheck", "--socket", os.path.join(tmp, "nothing.sock"))
+        check("sigil-agent healthcheck: no agent exits 1", r.returncode == 1, r.stderr)
+        r = agent("healthcheck", env=dict(os.environ, SPIFFE_ENDPOINT_SOCKET="tcp://127.0.0.1:1"))
+        check("SPIFFE_ENDPOINT_SOCKET=tcp:// is refused clearly (exit 2)",
+              r.returncode == 2 and "Unix socket only" in r.stderr, r.stderr)
+        r = agent("healthcheck", env=dict(os.environ, SPIFFE_ENDPOINT_SOCKET="unix://host/x"))
+        check("SPIFFE_ENDPOINT_SOCKET with an authority is refused (E-4)",
+              r.returncode == 2 and "E-4" in r.stderr, r.stderr)
+        r = agent("api", "fetch", "jwt")
+        check("api fetch jwt without --audience is a usage error", r.returncode == 2, r.stderr)
+    finally:
+        rc = h.stop()
+        check("harness stops cleanly after the CLI checks", rc == 0, rc)
+
+
 def main():
     with tempfile.TemporaryDirectory() as tmp:
         os.chmod(tmp, 0o755)  # uid 65534 must reach the socket
         M = load_messages(tmp)
         main_checks(tmp, M)
         rotation_checks(tmp, M)
+        cli_checks(tmp)
     print(f"{passed} passed, {failed} failed")
     sys.exit(1 if failed else 0)
 
