@@ -76,18 +76,19 @@ sigil_attest_systemd_unit(const char *s, size_t len, char *out, size_t cap)
         }
         p = line_end + 1;
     }
-    if (unified != NULL && unified_len > 0) {
-        path = unified;
-        pathlen = unified_len;
-    } else if (named != NULL) {
-        path = named;
-        pathlen = named_len;
-    } else {
-        return SIGIL_ERR_NOTFOUND;
+    /* The unified hierarchy is the kernel's record on systemd >= 243 hosts; on hybrid hosts
+     * it may sit at "/" while name=systemd holds the unit. */
+    r = SIGIL_ERR_NOTFOUND;
+    for (int pass = 0; pass < 2 && r == SIGIL_ERR_NOTFOUND; pass++) {
+        path = pass == 0 ? unified : named;
+        pathlen = pass == 0 ? unified_len : named_len;
+        if (path == NULL)
+            continue;
+        if (pathlen == 0 || path[0] != '/')
+            return SIGIL_ERR_INVALID;
+        r = unit_of_path(path, pathlen, &seg, &seglen);
     }
-    if (pathlen == 0 || path[0] != '/')
-        return SIGIL_ERR_INVALID;
-    if ((r = unit_of_path(path, pathlen, &seg, &seglen)) != 0)
+    if (r != 0)
         return r;
     if (seglen + 1 > cap)
         return SIGIL_ERR_RANGE;

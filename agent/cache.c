@@ -366,13 +366,14 @@ sigil_cache_match(const struct sigil_cache *c, const struct sigil_selector_set *
 
         if (e->chain == NULL || !sigil_selectors_is_subset(&e->selectors, workload))
             continue;
-        /* Two entries of one SPIFFE ID would be two svids with one ID (and hint). */
+        /* Two entries of one SPIFFE ID would be two svids with one ID (and hint): the first
+         * matching one wins, whether or not it fit into out. */
         dup = false;
-        for (j = 0; j < n && j < cap; j++) {
-            if (sigil_spiffeid_equal(&out[j]->spiffe_id, &e->spiffe_id)) {
-                dup = true;
-                break;
-            }
+        for (j = 0; j < i && !dup; j++) {
+            const struct sigil_cache_entry *f = c->entries[j];
+
+            dup = f->chain != NULL && sigil_spiffeid_equal(&f->spiffe_id, &e->spiffe_id) &&
+                  sigil_selectors_is_subset(&f->selectors, workload);
         }
         if (dup)
             continue;
