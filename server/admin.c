@@ -26,6 +26,14 @@
 struct sigil_admin {
     struct sigil_db *db;
     const struct sigil_policy *policy;
+    struct sigil_admin_roles roles;
+};
+
+/* A caller's role; a team admin's prefixes are read from the database by the worker. */
+enum role {
+    ROLE_PLATFORM,
+    ROLE_VIEWER,
+    ROLE_TEAM,
 };
 
 /* Join tokens live this long unless the request says otherwise (the contract's default). */
@@ -59,7 +67,10 @@ enum op {
 struct job {
     enum op op;
     struct sigil_http_req *req;
-    char actor[64];
+    char actor[SIGIL_HTTP_ID_MAX + 1];
+    enum role role;
+    char **prefixes; /* ROLE_TEAM: the SPIFFE ID prefixes its teams own */
+    size_t n_prefixes;
     bool answered; /* set by the worker once it posted the answer */
     struct sigil_db_error dberr;
     struct sigil_store_err serr;
@@ -94,6 +105,9 @@ job_free(struct job *j)
     free(j->object_id);
     free(j->actor_filter);
     free(j->text);
+    for (size_t i = 0; i < j->n_prefixes; i++)
+        free(j->prefixes[i]);
+    free(j->prefixes);
     free(j);
 }
 
@@ -185,6 +199,70 @@ work_list(struct sigil_db_conn *c, struct job *j)
     post_json(j, 200, body);
     sigil_store_entry_list_free(&l);
     return 0;
+}
+
+/* True if a team admin may write an entry with this SPIFFE ID (another role always may). */
+static bool
+may_write(const struct job *j, const char *spiffe_id)
+{
+    struct sigil_spiffeid id;
+
+    if (j->role != ROLE_TEAM)
+        return true;
+    return spiffe_id != NULL &&
+           sigil_spiffeid_parse(spiffe_id, strlen(spiffe_id), &id, NULL) == 0 &&
+           sigil_policy_may_write((const char *const *)j->prefixes, j->n_prefixes, &id);
+}
+
+static void
+post_outside(struct job *j, const char *spiffe_id)
+{
+    char msg[SIGIL_SPIFFEID_MAX + 128];
+
+    snprintf(msg, sizeof msg,
+             "%s is outside your teams' prefixes: a team admin writes only under them",
+             spiffe_id ? spiffe_id : "the entry");
+    post_json(j, 403, error_json("auth.outside_prefix", msg));
+}
+
+/* Reads a team admin's prefixes; a caller with none is no admin at all (403). Returns true
+ * when the job may go on. */
+static bool
+load_prefixes(struct sigil_db_conn *c, struct job *j)
+{
+    const struct sigil_db_param p[] = {SIGIL_DB_TEXT(j->actor)};
+    struct sigil_db_res *res = NULL;
+    size_t n;
+    int r;
+
+    if ((r = sigil_db_exec(c,
+                           "SELECT p.prefix FROM team_admins a JOIN team_prefixes p"
+                           " ON p.team = a.team WHERE a.spiffe_id = $1 ORDER BY p.prefix",
+                           p, 1, &res)) != 0) {
+        snprintf(j->serr.code, sizeof j->serr.code, "database.error");
+        snprintf(j->serr.message, sizeof j->serr.message, "%s", sigil_db_conn_error(c)->message);
+        post_store_error(j, r);
+        return false;
+    }
+    n = sigil_db_res_rows(res);
+    if (n > 0 && (j->prefixes = calloc(n, sizeof *j->prefixes)) != NULL) {
+        for (size_t i = 0; i < n; i++) {
+            if ((j->prefixes[i] = strdup(sigil_db_res_text(res, i, 0))) == NULL)
+                break;
+            j->n_prefixes++;
+        }
+    }
+    sigil_db_res_free(res);
+    if (j->n_prefixes == n && n > 0)
+        return true;
+    if (n > 0)
+        post_json(j, 500, error_json("internal", "out of memory"));
+    else
+        post_json(j, 403,
+                  error_json("auth.forbidden",
+                             "your SPIFFE ID is not a platform admin, a viewer or a team "
+                             "admin of this server"));
+    return false;
 }
 
 /* Runs the registration policy on e. On success sets the effective TTLs and *team (the ID's
@@ -287,6 +365,11 @@ work_patch(struct sigil_db_conn *c, struct job *j)
         post_store_error(j, r);
         goto out;
     }
+    if (!may_write(j, cur.spiffe_id) ||
+        ((patch.fields & SIGIL_STORE_F_SPIFFE_ID) && !may_write(j, patch.spiffe_id))) {
+        post_outside(j, may_write(j, cur.spiffe_id) ? patch.spiffe_id : cur.spiffe_id);
+        goto out;
+    }
     /* view borrows from cur and patch: never freed itself */
     view = cur;
     if (patch.fields & SIGIL_STORE_F_SPIFFE_ID)
@@ -386,6 +469,11 @@ work_batch_create(struct sigil_db_conn *c, struct job *j)
             res[i].status = r;
         } else if ((st = policy_apply(j->policy, &e[i], &res[i].err)) != 0) {
             res[i].status = st == 400 ? SIGIL_ERR_INVALID : SIGIL_ERR_INTERNAL;
+        } else if (!may_write(j, e[i].spiffe_id)) {
+            res[i].status = SIGIL_ERR_DENIED;
+            snprintf(res[i].err.code, sizeof res[i].err.code, "auth.outside_prefix");
+            snprintf(res[i].err.message, sizeof res[i].err.message,
+                     "outside your teams' prefixes: a team admin writes only under them");
         } else {
             map[ngood] = i;
             good[ngood++] = e[i]; /* moved: good[] owns it until moved back */
@@ -456,6 +544,13 @@ work_batch_delete(struct sigil_db_conn *c, struct job *j)
 
     if (json_unpack_ex(j->body, &jerr, JSON_STRICT, "{s:o}", "ids", &arr) != 0)
         return post_bad_body(j, &jerr);
+    if (j->role == ROLE_TEAM) {
+        post_json(j, 403,
+                  error_json("auth.forbidden",
+                             "batch delete is for platform admins; a team admin deletes "
+                             "entries one at a time"));
+        return 0;
+    }
     if (!json_is_array(arr) || (n = json_array_size(arr)) > SIGIL_STORE_BATCH_MAX) {
         post_json(j, 400, error_json("batch.range", "ids must be an array of at most 10000"));
         return 0;
@@ -793,8 +888,14 @@ work(struct sigil_db_conn *c, void *arg)
     json_t *body = NULL;
     int r;
 
+    if (j->role == ROLE_TEAM && !load_prefixes(c, j))
+        return 0;
     switch (j->op) {
     case OP_ENTRY_CREATE:
+        if (!may_write(j, j->entry.spiffe_id)) {
+            post_outside(j, j->entry.spiffe_id);
+            return 0;
+        }
         if ((r = sigil_store_entry_create(c, j->actor, &j->entry, &j->serr)) != 0)
             break;
         sigil_store_entry_to_json(&j->entry, &body);
@@ -808,6 +909,16 @@ work(struct sigil_db_conn *c, void *arg)
         post_json(j, 200, body);
         return 0;
     case OP_ENTRY_DELETE:
+        if (j->role == ROLE_TEAM) {
+            if ((r = sigil_store_entry_get(c, j->id, &got, &j->serr)) != 0)
+                break;
+            if (!may_write(j, got.spiffe_id)) {
+                post_outside(j, got.spiffe_id);
+                sigil_store_entry_free(&got);
+                return 0;
+            }
+            sigil_store_entry_free(&got);
+        }
         if ((r = sigil_store_entry_delete(c, j->actor, j->id, &j->serr)) != 0)
             break;
         sigil_http_post(j->req, 204, "application/json", "", 0);
@@ -864,20 +975,92 @@ done(void *arg, int status)
     job_free(j);
 }
 
-/* Who may do what: the local socket's callers are platform admins (its file mode decides who
- * connects); the mTLS roles come with the TCP listener. Fills the actor of the audit log. */
+/* True for the operations that change something. */
 static bool
-authorize(struct sigil_http_req *req, struct job *j)
+is_write(enum op op)
+{
+    switch (op) {
+    case OP_ENTRY_GET:
+    case OP_ENTRY_LIST:
+    case OP_AGENT_LIST:
+    case OP_AGENT_GET:
+    case OP_AUDIT_LIST:
+    case OP_BUNDLE_GET:
+    case OP_FEDBUNDLE_LIST:
+    case OP_FEDBUNDLE_GET:
+    case OP_FEDERATION_LIST:
+        return false;
+    default:
+        return true;
+    }
+}
+
+/* What a team admin may ask for at all: entries (writes checked against its prefixes by the
+ * worker) and our bundle. */
+static bool
+team_op(enum op op)
+{
+    switch (op) {
+    case OP_ENTRY_CREATE:
+    case OP_ENTRY_GET:
+    case OP_ENTRY_DELETE:
+    case OP_ENTRY_LIST:
+    case OP_ENTRY_PATCH:
+    case OP_ENTRY_BATCH_CREATE:
+    case OP_ENTRY_BATCH_DELETE:
+    case OP_BUNDLE_GET:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static bool
+listed(const char *const *ids, size_t n, const char *id)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(ids[i], id) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Who may do what: callers on the local socket are platform admins (its file mode decides who
+ * connects); over mTLS the caller's SPIFFE ID decides (struct sigil_admin_roles). Fills the
+ * actor of the audit log; answers 403 itself when the role cannot do op at all. */
+static bool
+authorize(struct sigil_admin *a, struct sigil_http_req *req, struct job *j)
 {
     const struct sigil_http_peer *p = sigil_http_req_peer(req);
 
     if (p->kind == SIGIL_HTTP_PEER_UNIX) {
         snprintf(j->actor, sizeof j->actor, "uid:%u", (unsigned)p->uid);
+        j->role = ROLE_PLATFORM;
         return true;
     }
-    respond_error(req, 403, "auth.forbidden",
-                  "this listener has no admin roles yet: use the local admin socket");
-    return false;
+    if (p->kind != SIGIL_HTTP_PEER_MTLS || p->id == NULL) {
+        respond_error(req, 401, "auth.unauthenticated", "present an X.509-SVID (mutual TLS)");
+        return false;
+    }
+    snprintf(j->actor, sizeof j->actor, "%s", p->id);
+    if (listed(a->roles.platform_admins, a->roles.n_platform_admins, p->id)) {
+        j->role = ROLE_PLATFORM;
+    } else if (listed(a->roles.viewers, a->roles.n_viewers, p->id)) {
+        j->role = ROLE_VIEWER;
+        if (is_write(j->op)) {
+            respond_error(req, 403, "auth.forbidden", "viewers may only read");
+            return false;
+        }
+    } else {
+        j->role = ROLE_TEAM;
+        if (!team_op(j->op)) {
+            respond_error(req, 403, "auth.forbidden",
+                          "only platform admins may do this (team admins manage entries "
+                          "under their prefixes)");
+            return false;
+        }
+    }
+    return true;
 }
 
 static struct job *
@@ -893,7 +1076,7 @@ job_new(struct sigil_admin *a, struct sigil_http_req *req, enum op op)
     j->req = req;
     j->policy = a->policy;
     j->banned = -1;
-    if (!authorize(req, j)) {
+    if (!authorize(a, req, j)) {
         job_free(j);
         return NULL;
     }
@@ -1283,7 +1466,8 @@ h_federation(struct sigil_http_req *req, void *arg)
 }
 
 int
-sigil_admin_new(struct sigil_db *db, const struct sigil_policy *policy, struct sigil_admin **out)
+sigil_admin_new(struct sigil_db *db, const struct sigil_policy *policy,
+                const struct sigil_admin_roles *roles, struct sigil_admin **out)
 {
     struct sigil_admin *a = calloc(1, sizeof *a);
 
@@ -1291,6 +1475,8 @@ sigil_admin_new(struct sigil_db *db, const struct sigil_policy *policy, struct s
         return SIGIL_ERR_NOMEM;
     a->db = db;
     a->policy = policy;
+    if (roles != NULL)
+        a->roles = *roles;
     *out = a;
     return 0;
 }

@@ -3,8 +3,8 @@
  * pool's workers (one create's policy check runs on the loop), answers as the contract's JSON.
  * Served: entries (create, batch create, get, list, patch, delete, batch delete), agents
  * (list, get, ban, evict), join tokens, the audit log, federation relationships, federated
- * bundles and our own bundle, to callers on the local admin socket, who are platform admins.
- * The mTLS listener and its roles (team admins, viewers) come next. */
+ * bundles and our own bundle; callers on the local admin socket are platform admins, callers
+ * over mutual TLS get the role their SPIFFE ID has (struct sigil_admin_roles). */
 #ifndef SIGIL_SERVER_ADMIN_H
 #define SIGIL_SERVER_ADMIN_H
 
@@ -12,13 +12,23 @@
 #include "sigil/http.h"
 #include "sigil/policy.h"
 
-/* The admin API's state: borrowed database pool and policy, which must outlive it. */
+/* The admin API's state: borrowed database pool, policy and roles, which must outlive it. */
 struct sigil_admin;
 
-/* Creates the admin API over db and policy into *out (free with sigil_admin_free once the
- * HTTP server has stopped). Returns 0 or SIGIL_ERR_NOMEM. */
+/* Who may do what over mutual TLS (callers on the Unix socket are platform admins): the
+ * SPIFFE IDs of platform admins and of viewers (read only); any other caller is a team admin
+ * if the database's team_admins names it, and writes entries only under its teams' prefixes. */
+struct sigil_admin_roles {
+    const char *const *platform_admins;
+    size_t n_platform_admins;
+    const char *const *viewers;
+    size_t n_viewers;
+};
+
+/* Creates the admin API over db, policy and roles (all borrowed) into *out (free with
+ * sigil_admin_free once the HTTP server has stopped). Returns 0 or SIGIL_ERR_NOMEM. */
 int sigil_admin_new(struct sigil_db *db, const struct sigil_policy *policy,
-                    struct sigil_admin **out);
+                    const struct sigil_admin_roles *roles, struct sigil_admin **out);
 /* Adds the admin API's routes to srv. Returns 0 or the first sigil_http_route error. */
 int sigil_admin_routes(struct sigil_admin *a, struct sigil_http_server *srv);
 /* Frees a; NULL is allowed. Call after the HTTP server stopped (no request in flight). */

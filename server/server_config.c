@@ -65,7 +65,8 @@ const struct sigil_config_field sigil_server_config_schema[] = {
      .type = SIGIL_CFG_STRING,
      .offset = F(admin_listen),
      .doc = "TCP address of the admin API over mutual TLS, \"host:port\" with a numeric "
-            "address ([::1]:8443 for IPv6); unset: Unix socket only."},
+            "address ([::1]:8443 for IPv6; port 0: any free port, logged); unset: Unix socket "
+            "only."},
     {.key = "admin.tls_cert",
      .type = SIGIL_CFG_STRING,
      .offset = F(admin_tls_cert),
@@ -327,7 +328,8 @@ sigil_server_config_split_hostport(const char *s, char host[64], uint16_t *port,
 }
 
 static int
-check_listen(const char *name, const char *key, const char *value, struct sigil_config_error *err)
+check_listen(const char *name, const char *key, const char *value, bool allow_zero,
+             struct sigil_config_error *err)
 {
     char host[64];
     uint16_t port;
@@ -335,7 +337,7 @@ check_listen(const char *name, const char *key, const char *value, struct sigil_
 
     if (value == NULL)
         return 0;
-    if (sigil_server_config_split_hostport(value, host, &port, false, &why) != 0)
+    if (sigil_server_config_split_hostport(value, host, &port, allow_zero, &why) != 0)
         return cross_fail(err, name, key, SIGIL_ERR_INVALID, "%s", why);
     return 0;
 }
@@ -533,9 +535,11 @@ finish(const char *name, struct sigil_server_config *cfg, struct sigil_config_er
     if (strlen(cfg->admin_socket_path) > 96 || cfg->admin_socket_path[0] == '\0')
         return cross_fail(err, name, "admin.socket_path", SIGIL_ERR_RANGE,
                           "must be 1 to 96 bytes (a Unix socket path)");
-    if ((r = check_listen(name, "admin.listen", cfg->admin_listen, err)) != 0 ||
-        (r = check_listen(name, "node_api.listen", cfg->node_api_listen, err)) != 0 ||
-        (r = check_listen(name, "bundle_endpoint.listen", cfg->bundle_endpoint_listen, err)) != 0)
+    /* the admin port may be 0 (any free port, logged at start): tests use that */
+    if ((r = check_listen(name, "admin.listen", cfg->admin_listen, true, err)) != 0 ||
+        (r = check_listen(name, "node_api.listen", cfg->node_api_listen, false, err)) != 0 ||
+        (r = check_listen(name, "bundle_endpoint.listen", cfg->bundle_endpoint_listen, false,
+                          err)) != 0)
         return r;
     if (cfg->admin_listen != NULL && (cfg->admin_tls_cert == NULL || cfg->admin_tls_key == NULL))
         return cross_fail(err, name,

@@ -36,6 +36,7 @@ struct app {
     struct sigil_policy policy;
     bool have_policy;
     struct sigil_admin *admin;
+    STACK_OF(X509) *roots; /* our bundle's X.509 authorities, for mTLS callers */
     struct sigil_db *db;
     struct sigil_http_server *srv;
     struct sigil_metrics *metrics;
@@ -80,6 +81,74 @@ static void
 count(struct app *app, const char *route)
 {
     sigil_counter_inc_with(app->requests, route, NULL);
+}
+
+/* An mTLS admin caller: an X.509-SVID of our trust domain that chains to our bundle. */
+static int
+admin_verify(void *arg, STACK_OF(X509) *chain, char id[SIGIL_HTTP_ID_MAX + 1], const char **why)
+{
+    struct app *app = arg;
+    struct sigil_spiffeid sid;
+    int r;
+
+    if ((r = sigil_x509_svid_verify(chain, app->roots, 0, &sid, why)) != 0)
+        return r;
+    if (!sigil_spiffeid_member_of(&sid, app->cfg->trust_domain)) {
+        *why = "X-8: the caller's SPIFFE ID is not of our trust domain";
+        return SIGIL_ERR_VERIFY;
+    }
+    snprintf(id, SIGIL_HTTP_ID_MAX + 1, "%s", sid.str);
+    return 0;
+}
+
+/* Copies our bundle's X.509 authorities into app->roots. */
+static int
+load_roots(struct app *app)
+{
+    const struct sigil_bundle *b = sigil_ca_bundle(app->ca);
+
+    if ((app->roots = sk_X509_new_null()) == NULL)
+        return SIGIL_ERR_NOMEM;
+    for (size_t i = 0; i < sigil_bundle_x509_count(b); i++) {
+        X509 *c = sigil_bundle_x509_get(b, i);
+
+        if (X509_up_ref(c) != 1 || sk_X509_push(app->roots, c) <= 0) {
+            X509_free(c);
+            return SIGIL_ERR_NOMEM;
+        }
+    }
+    return 0;
+}
+
+/* The admin API on TCP with mutual TLS (admin.listen), if configured. */
+static int
+listen_admin_tcp(struct app *app)
+{
+    const struct sigil_server_config *cfg = app->cfg;
+    struct sigil_http_tls tls = {
+        .cert_file = cfg->admin_tls_cert,
+        .key_file = cfg->admin_tls_key,
+        .verify = admin_verify,
+        .verify_arg = app,
+    };
+    const char *why = NULL;
+    char host[64], port_s[8];
+    uint16_t port = 0, bound = 0;
+    int r;
+
+    if (cfg->admin_listen == NULL)
+        return 0;
+    if ((r = sigil_server_config_split_hostport(cfg->admin_listen, host, &port, true, &why)) != 0 ||
+        (r = load_roots(app)) != 0 ||
+        (r = sigil_http_listen_tcp(app->srv, host, port, &tls, &bound, &why)) != 0) {
+        sigil_log_kv(SIGIL_LOG_ERROR, COMPONENT, "cannot listen for the admin API (mTLS)", "listen",
+                     cfg->admin_listen, "error", why ? why : sigil_strerror(r), NULL);
+        return r;
+    }
+    snprintf(port_s, sizeof port_s, "%u", (unsigned)bound);
+    sigil_log_kv(SIGIL_LOG_INFO, COMPONENT, "admin API listening (mTLS)", "host", host, "port",
+                 port_s, NULL);
+    return 0;
 }
 
 static void
@@ -305,6 +374,12 @@ static int
 serve(struct app *app)
 {
     const struct sigil_server_config *cfg = app->cfg;
+    struct sigil_admin_roles roles = {
+        .platform_admins = (const char *const *)cfg->platform_admins.items,
+        .n_platform_admins = cfg->platform_admins.n,
+        .viewers = (const char *const *)cfg->viewers.items,
+        .n_viewers = cfg->viewers.n,
+    };
     const char *why = NULL;
     char mode[8];
     int r;
@@ -319,7 +394,7 @@ serve(struct app *app)
         return RUN_FAIL;
     }
     sigil_http_server_set_log(app->srv, on_http_log, app);
-    if ((r = sigil_admin_new(app->db, &app->policy, &app->admin)) != 0) {
+    if ((r = sigil_admin_new(app->db, &app->policy, &roles, &app->admin)) != 0) {
         sigil_log(SIGIL_LOG_ERROR, COMPONENT, "admin API: %s", sigil_strerror(r));
         return RUN_FAIL;
     }
@@ -339,10 +414,8 @@ serve(struct app *app)
     snprintf(mode, sizeof mode, "%04o", (unsigned)cfg->admin_socket_mode);
     sigil_log_kv(SIGIL_LOG_INFO, COMPONENT, "admin API listening", "socket", cfg->admin_socket_path,
                  "mode", mode, NULL);
-    if (cfg->admin_listen != NULL)
-        sigil_log_kv(SIGIL_LOG_WARN, COMPONENT,
-                     "admin.listen is not served by this version (Unix socket only)", "listen",
-                     cfg->admin_listen, NULL);
+    if (listen_admin_tcp(app) != 0)
+        return RUN_FAIL;
     return RUN_OK;
 }
 
@@ -407,6 +480,7 @@ sigil_upstream_run(const struct sigil_server_config *cfg)
 out:
     /* the HTTP server has stopped (the loop ran out): no request holds the admin API */
     sigil_admin_free(app.admin);
+    sk_X509_pop_free(app.roots, X509_free);
     if (app.have_policy)
         sigil_policy_free(&app.policy);
     sigil_metrics_free(app.metrics);
