@@ -2,8 +2,9 @@
 # The admin commands of sigil-server (the CLI) against a real running server and PostgreSQL:
 # entry create / show (pages, filters, JSON) / update / delete, refusals by the local checks
 # and by the server's policy with their messages and exit codes, import of JSON lines and of a
-# SPIRE file (and its re-run), join tokens, agents (list, show, ban, evict), the audit log and
-# the bundle as PEM that openssl reads. One line per check, then "N passed, N failed".
+# SPIRE file (and its re-run), join tokens, agents (list, show, ban, evict), the audit log, the
+# bundle as PEM that openssl reads, federated bundles and federation relationships.
+# One line per check, then "N passed, N failed".
 set -uo pipefail
 SRC=${SIGIL_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 BUILD=${SIGIL_BUILD_DIR:-$SRC/build}
@@ -198,6 +199,40 @@ cli bundle bundle show
 check "bundle show prints PEM that openssl reads" openssl x509 -in "$TMP/bundle.out" -noout -subject
 cli bundle_json bundle show --output json
 check "bundle show --output json is the SPIFFE bundle" test "$(json bundle_json '"keys" in d')" = True
+
+# --- federated bundles and federation relationships
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$TMP/other.key" \
+  -out "$TMP/other.pem" -days 2 -subj "/CN=other.org root" \
+  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+  >/dev/null 2>&1
+fp() { openssl x509 -in "$1" -noout -fingerprint -sha256 2>/dev/null; }
+cli bset bundle set --id spiffe://other.org --path "$TMP/other.pem"
+check "bundle set from PEM" out_has bset "Set the federated bundle of other.org"
+cli blist bundle list
+check "bundle list shows it" out_has blist "* other.org"
+cli bone bundle list --id other.org
+check "bundle list --id: the same certificate back" test "$(fp "$TMP/bone.out")" = "$(fp "$TMP/other.pem")"
+cli bjson bundle list --output json
+check "bundle list --output json: the bundle map" test "$(json bjson 'list(d["trust_domains"])')" = "['other.org']"
+cli fcreate federation create --trust-domain other.org --bundle-endpoint-url https://other.org:8443/bundle \
+  --profile https_web
+check "federation create" out_has fcreate "Trust domain       : other.org"
+cli fdup federation create --trust-domain other.org --bundle-endpoint-url https://other.org:8443/bundle \
+  --profile https_web
+check "the same relationship again: exit 1" rc fdup 1
+cli fbad federation create --trust-domain third.org --bundle-endpoint-url https://third.org/b \
+  --profile https_spiffe
+check "https_spiffe without an endpoint ID is a usage error (64)" rc fbad 64
+cli flist federation list
+check "federation list" out_has flist "Found 1 federation relationship:"
+cli fdel federation delete --trust-domain other.org
+check "federation delete" rc fdel 0
+cli flist2 federation list --output json
+check "... it is gone" test "$(json flist2 'len(d["relationships"])')" = 0
+cli bdel bundle delete --id other.org
+check "bundle delete" rc bdel 0
+cli bgone bundle list --id other.org
+check "... it is gone: exit 1" rc bgone 1
 
 # --- no server
 cli down entry show --admin-socket "$TMP/nobody.sock"
