@@ -394,6 +394,43 @@ def cli_checks(tmp):
         check("harness stops cleanly after the CLI checks", rc == 0, rc)
 
 
+def federation_checks(tmp, M):
+    """federated_bundles for the entries' federates_with (W-6), every bundle in the bundle
+    streams (W-7, W-9), and a push when a federated bundle changes (W-3)."""
+    uid = os.getuid()
+    h = Harness(tmp, "--federate", "other.org", "--federate", "unrelated.org",
+                "--entry", f"w1:spiffe://{TD}/w1:unix:uid:{uid}:fed=other.org")
+    ch = grpc.insecure_channel("unix:" + h.sock)
+    try:
+        x509 = stub(ch, M, "FetchX509SVID", "X509SVIDRequest", "X509SVIDResponse", True)
+        r = next(x509(M["X509SVIDRequest"](), metadata=HDR, timeout=10))
+        fed = dict(r.federated_bundles)
+        check("federated_bundles holds the entry's federated trust domain only (W-6)",
+              list(fed.keys()) == ["spiffe://other.org"] and len(der_split(fed[
+                  "spiffe://other.org"])) == 1, list(fed.keys()))
+        xb = stub(ch, M, "FetchX509Bundles", "X509BundlesRequest", "X509BundlesResponse", True)
+        stream = xb(M["X509BundlesRequest"](), metadata=HDR, timeout=10)
+        b = next(stream)
+        check("FetchX509Bundles: own and federated bundles (W-7)",
+              sorted(b.bundles.keys()) == [f"spiffe://{TD}", "spiffe://other.org",
+                                           "spiffe://unrelated.org"], list(b.bundles.keys()))
+        h.command("federate other.org")
+        b2 = next(stream)
+        check("a changed federated bundle is pushed on the bundle stream (W-3)",
+              b2.bundles["spiffe://other.org"] != b.bundles["spiffe://other.org"] and
+              b2.bundles[f"spiffe://{TD}"] == b.bundles[f"spiffe://{TD}"], "")
+        stream.cancel()
+        jb = stub(ch, M, "FetchJWTBundles", "JWTBundlesRequest", "JWTBundlesResponse", True)
+        j = next(jb(M["JWTBundlesRequest"](), metadata=HDR, timeout=10))
+        other = json.loads(j.bundles["spiffe://other.org"])
+        check("FetchJWTBundles: a federated bundle without JWT keys is an empty JWKS (W-9)",
+              other == {"keys": []}, other)
+    finally:
+        ch.close()
+        rc = h.stop()
+        check("harness stops cleanly after the federation checks", rc == 0, rc)
+
+
 def main():
     with tempfile.TemporaryDirectory() as tmp:
         os.chmod(tmp, 0o755)  # uid 65534 must reach the socket
@@ -401,6 +438,7 @@ def main():
         main_checks(tmp, M)
         rotation_checks(tmp, M)
         cli_checks(tmp)
+        federation_checks(tmp, M)
     print(f"{passed} passed, {failed} failed")
     sys.exit(1 if failed else 0)
 

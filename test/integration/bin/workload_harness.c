@@ -2,10 +2,12 @@
  * of a server: mints a root and an intermediate, registers entries, mints their SVIDs, signs
  * JWT-SVIDs with its own ES256 key, rotates SVIDs on a timer and takes commands on a FIFO.
  *
- *   workload_harness --socket PATH [--td example.org] [--entry ID:SPIFFE_ID:SEL[,SEL..][:HINT]]..
+ *   workload_harness --socket PATH [--td example.org] [--federate TD]..
+ *                    [--entry ID:SPIFFE_ID:SEL[,SEL..][:hint=H][:fed=TD[,TD..]]]..
  *                    [--rotate-every MS] [--svid-ttl S] [--control FIFO] [--mode 0666]
  *                    [--no-sha256]
- * FIFO lines: "add ID SPIFFE_ID SEL[,SEL..] [HINT]", "remove ID", "rotate".
+ * FIFO lines: "add ID SPIFFE_ID SEL[,SEL..] [hint=H] [fed=TD[,TD..]]", "remove ID", "rotate",
+ * "federate TD" (a new root for TD: a changed federated bundle).
  * Prints "READY" once listening; SIGTERM/SIGINT stop it (exit 0 when everything is freed). */
 #include <errno.h>
 #include <fcntl.h>
@@ -94,12 +96,24 @@ out:
 
 /* Registers entry id for spiffe_id with comma-separated selectors, and mints its SVID. */
 static int
-add_entry(const char *id, const char *spiffe_id, const char *sels, const char *hint)
+add_entry(const char *id, const char *spiffe_id, const char *sels, const char *hint,
+          const char *fed)
 {
     struct sigil_selector_set set = SIGIL_SELECTOR_SET_INIT;
     struct sigil_spiffeid sid;
-    const char *why = NULL, *p = sels, *comma;
+    const char *why = NULL, *p = sels, *comma, *feds[8];
+    char fedbuf[1024];
+    size_t nfed = 0;
     int r = -1;
+
+    if (fed != NULL) {
+        char *save = NULL, *tok;
+
+        snprintf(fedbuf, sizeof fedbuf, "%s", fed);
+        for (tok = strtok_r(fedbuf, ",", &save); tok != NULL && nfed < 8;
+             tok = strtok_r(NULL, ",", &save))
+            feds[nfed++] = tok;
+    }
 
     if (sigil_spiffeid_parse(spiffe_id, strlen(spiffe_id), &sid, &why) != 0)
         goto out;
@@ -111,7 +125,7 @@ add_entry(const char *id, const char *spiffe_id, const char *sels, const char *h
             break;
         p = comma + 1;
     }
-    if (sigil_cache_put_entry(cache, id, &sid, &set, hint, NULL, 0, &why) != 0)
+    if (sigil_cache_put_entry(cache, id, &sid, &set, hint, feds, nfed, &why) != 0)
         goto out;
     r = mint_svid(id);
 out:
@@ -154,6 +168,32 @@ on_rotate(uv_timer_t *t)
     rotate_now();
 }
 
+/* Puts a bundle for trust domain ftd holding a fresh self-signed root. */
+static void
+federate(const char *ftd)
+{
+    struct sigil_x509_ca_params ca = {0};
+    struct sigil_bundle *b = NULL;
+    EVP_PKEY *key = NULL;
+    X509 *root = NULL;
+    const char *why = NULL;
+
+    ca.trust_domain = ftd;
+    ca.subject.common_name = "federated root";
+    ca.not_before = time(NULL) - 3600;
+    ca.not_after = time(NULL) + 86400;
+    ca.path_len = -1;
+    if (sigil_x509_key_generate(&key) != 0 || sigil_x509_mint_root(&ca, key, &root, &why) != 0 ||
+        sigil_bundle_new(ftd, &b, &why) != 0 || sigil_bundle_x509_add(b, root, &why) != 0) {
+        fprintf(stderr, "workload_harness: federate %s: %s\n", ftd, why ? why : "failed");
+        sigil_bundle_free(b);
+    } else if (sigil_cache_set_bundle(cache, b) != 0) { /* frees b */
+        fprintf(stderr, "workload_harness: federate %s: no memory\n", ftd);
+    }
+    X509_free(root);
+    EVP_PKEY_free(key);
+}
+
 static void
 control_line(char *line)
 {
@@ -164,8 +204,18 @@ control_line(char *line)
          tok = strtok_r(NULL, " ", &save))
         argv[argc++] = tok;
     if (argc >= 4 && strcmp(argv[0], "add") == 0) {
-        if (add_entry(argv[1], argv[2], argv[3], argc > 4 ? argv[4] : NULL) == 0)
+        const char *hint = NULL, *fed = NULL;
+
+        for (int i = 4; i < argc; i++) {
+            if (strncmp(argv[i], "hint=", 5) == 0)
+                hint = argv[i] + 5;
+            else if (strncmp(argv[i], "fed=", 4) == 0)
+                fed = argv[i] + 4;
+        }
+        if (add_entry(argv[1], argv[2], argv[3], hint, fed) == 0)
             remember(argv[1]);
+    } else if (argc == 2 && strcmp(argv[0], "federate") == 0) {
+        federate(argv[1]);
     } else if (argc == 2 && strcmp(argv[0], "remove") == 0) {
         sigil_cache_remove_entry(cache, argv[1]);
     } else if (argc == 1 && strcmp(argv[0], "rotate") == 0) {
@@ -300,20 +350,17 @@ int
 main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"socket", required_argument, NULL, 's'},
-        {"td", required_argument, NULL, 't'},
-        {"entry", required_argument, NULL, 'e'},
-        {"rotate-every", required_argument, NULL, 'r'},
-        {"svid-ttl", required_argument, NULL, 'l'},
-        {"control", required_argument, NULL, 'c'},
-        {"mode", required_argument, NULL, 'm'},
-        {"no-sha256", no_argument, NULL, 'n'},
-        {NULL, 0, NULL, 0},
+        {"socket", required_argument, NULL, 's'},   {"td", required_argument, NULL, 't'},
+        {"entry", required_argument, NULL, 'e'},    {"rotate-every", required_argument, NULL, 'r'},
+        {"svid-ttl", required_argument, NULL, 'l'}, {"control", required_argument, NULL, 'c'},
+        {"mode", required_argument, NULL, 'm'},     {"no-sha256", no_argument, NULL, 'n'},
+        {"federate", required_argument, NULL, 'f'}, {NULL, 0, NULL, 0},
     };
     struct sigil_wapi_opts wo = {0};
     char *entries[MAX_ENTRIES];
     const char *ctl = NULL, *why = NULL;
-    size_t n_entries = 0, i;
+    size_t n_entries = 0, n_feds = 0, i;
+    char *feds[MAX_ENTRIES];
     long rotate_ms = 0;
     int c;
 
@@ -345,6 +392,11 @@ main(int argc, char **argv)
         case 'n':
             wo.attest.no_sha256 = true;
             break;
+        case 'f':
+            if (n_feds == MAX_ENTRIES)
+                die("--federate", "too many");
+            feds[n_feds++] = optarg;
+            break;
         default:
             die("usage", "see the comment at the top of workload_harness.c");
         }
@@ -357,9 +409,11 @@ main(int argc, char **argv)
         die("cache", why);
     sigil_cache_set_jwt_minter(cache, mint_jwt, NULL);
     setup_pki();
+    for (i = 0; i < n_feds; i++)
+        federate(feds[i]);
     for (i = 0; i < n_entries; i++) {
         /* ID:SPIFFE_ID:SELECTORS[:HINT]; the SPIFFE ID holds "://" so split by hand. */
-        char *id = entries[i], *sid, *sels, *hint = NULL, *p;
+        char *id = entries[i], *sid, *sels, *hint = NULL, *fed = NULL, *p;
 
         if ((p = strchr(id, ':')) == NULL)
             die("--entry", "ID:SPIFFE_ID:SELECTORS[:HINT]");
@@ -369,12 +423,16 @@ main(int argc, char **argv)
             die("--entry", "ID:SPIFFE_ID:SELECTORS[:HINT]");
         *p = '\0';
         sels = p + 1;
-        /* Selectors hold ':' themselves: a hint is whatever follows a final ":hint=". */
+        /* Selectors hold ':' themselves: ":fed=" and ":hint=" come last, in this order. */
+        if ((p = strstr(sels, ":fed=")) != NULL) {
+            *p = '\0';
+            fed = p + 5;
+        }
         if ((p = strstr(sels, ":hint=")) != NULL) {
             *p = '\0';
             hint = p + 6;
         }
-        if (add_entry(id, sid, sels, hint) != 0)
+        if (add_entry(id, sid, sels, hint, fed) != 0)
             die("--entry", id);
         remember(id);
     }
