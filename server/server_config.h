@@ -47,6 +47,7 @@ struct sigil_server_config {
     int64_t ca_intermediate_ttl_ms;
     int64_t ca_jwt_key_ttl_ms;
     int64_t ca_refresh_hint_ms;
+    int64_t ca_check_interval_ms;
     char *ca_subject_country;
     char *ca_subject_organization;
     char *ca_subject_common_name;

@@ -33,6 +33,10 @@ struct app {
     const struct sigil_server_config *cfg;
     uv_loop_t loop;
     struct sigil_ca *ca;
+    struct sigil_ca_params ca_params;
+    uv_timer_t ca_timer; /* re-reads the CA journal every ca.check_interval */
+    bool ca_timer_open;
+    bool ca_checking; /* a check is queued or running */
     struct sigil_policy policy;
     bool have_policy;
     struct sigil_admin *admin;
@@ -101,23 +105,36 @@ admin_verify(void *arg, STACK_OF(X509) *chain, char id[SIGIL_HTTP_ID_MAX + 1], c
     return 0;
 }
 
-/* Copies our bundle's X.509 authorities into app->roots. */
+/* Copies the X.509 authorities of ca's bundle into a new stack (*out, caller frees). */
 static int
-load_roots(struct app *app)
+build_roots(const struct sigil_ca *ca, STACK_OF(X509) **out)
 {
-    const struct sigil_bundle *b = sigil_ca_bundle(app->ca);
+    const struct sigil_bundle *b = sigil_ca_bundle(ca);
+    STACK_OF(X509) *roots = sk_X509_new_null();
 
-    if ((app->roots = sk_X509_new_null()) == NULL)
+    if (roots == NULL)
         return SIGIL_ERR_NOMEM;
     for (size_t i = 0; i < sigil_bundle_x509_count(b); i++) {
         X509 *c = sigil_bundle_x509_get(b, i);
 
-        if (X509_up_ref(c) != 1 || sk_X509_push(app->roots, c) <= 0) {
+        if (X509_up_ref(c) != 1) {
+            sk_X509_pop_free(roots, X509_free);
+            return SIGIL_ERR_NOMEM;
+        }
+        if (sk_X509_push(roots, c) <= 0) {
             X509_free(c);
+            sk_X509_pop_free(roots, X509_free);
             return SIGIL_ERR_NOMEM;
         }
     }
+    *out = roots;
     return 0;
+}
+
+static int
+load_roots(struct app *app)
+{
+    return build_roots(app->ca, &app->roots);
 }
 
 /* The admin API on TCP with mutual TLS (admin.listen), if configured. */
@@ -230,6 +247,10 @@ on_db_closed(void *arg)
         uv_close((uv_handle_t *)&app->sigint, NULL);
         app->signals_open = false;
     }
+    if (app->ca_timer_open) {
+        uv_close((uv_handle_t *)&app->ca_timer, NULL);
+        app->ca_timer_open = false;
+    }
 }
 
 static void
@@ -250,6 +271,8 @@ stop(struct app *app)
         uv_signal_stop(&app->sigterm);
         uv_signal_stop(&app->sigint);
     }
+    if (app->ca_timer_open)
+        uv_timer_stop(&app->ca_timer);
     if (app->srv != NULL)
         sigil_http_server_stop(app->srv, on_http_stopped, app);
     else if (app->db != NULL)
@@ -265,6 +288,84 @@ on_signal(uv_signal_t *h, int sig)
 
     sigil_log(SIGIL_LOG_INFO, COMPONENT, "%s: stopping gracefully", strsignal(sig));
     stop(app);
+}
+
+/* One periodic CA check: a fresh sigil_ca opened on a database worker (which renews what is
+ * due, under the CA lock), swapped in on the loop. */
+struct ca_check {
+    struct app *app;
+    struct sigil_ca *ca;
+    struct sigil_ca_report rep;
+    struct sigil_db_error dberr;
+    char err[SIGIL_CA_ERR_MAX];
+};
+
+static int
+ca_check_work(struct sigil_db_conn *c, void *arg)
+{
+    struct ca_check *k = arg;
+
+    /* the parameters point into the config, which nobody changes while we run */
+    return sigil_ca_open(c, &k->app->ca_params, &k->ca, &k->rep, k->err, sizeof k->err);
+}
+
+static void log_cert(const char *what, X509 *cert, bool made);
+
+static void
+ca_check_done(void *arg, int status)
+{
+    struct ca_check *k = arg;
+    struct app *app = k->app;
+    STACK_OF(X509) *roots = NULL;
+    uint64_t before = 0, after = 0;
+
+    app->ca_checking = false;
+    if (status != 0 || k->ca == NULL) {
+        sigil_log_kv(SIGIL_LOG_WARN, COMPONENT, "CA check failed (keeping the loaded CA)", "error",
+                     k->err[0] ? k->err : k->dberr.message, NULL);
+        goto out;
+    }
+    if (app->roots != NULL && build_roots(k->ca, &roots) != 0) {
+        sigil_log(SIGIL_LOG_WARN, COMPONENT, "CA check: out of memory (keeping the loaded CA)");
+        goto out;
+    }
+    sigil_bundle_sequence(sigil_ca_bundle(app->ca), &before);
+    sigil_bundle_sequence(sigil_ca_bundle(k->ca), &after);
+    sigil_ca_free(app->ca);
+    app->ca = k->ca;
+    k->ca = NULL;
+    if (roots != NULL) {
+        sk_X509_pop_free(app->roots, X509_free);
+        app->roots = roots;
+    }
+    sigil_gauge_set(app->bundle_seq, (double)after);
+    if (k->rep.made_intermediate)
+        log_cert("intermediate CA renewed", sigil_ca_intermediate(app->ca), true);
+    if (k->rep.made_jwt_key)
+        sigil_log_kv(SIGIL_LOG_INFO, COMPONENT, "JWT signing key replaced", "kid",
+                     sigil_ca_jwt_kid(app->ca), NULL);
+    if (after != before)
+        sigil_log(SIGIL_LOG_INFO, COMPONENT, "bundle sequence %llu (was %llu)",
+                  (unsigned long long)after, (unsigned long long)before);
+out:
+    sigil_ca_free(k->ca);
+    free(k);
+}
+
+static void
+on_ca_timer(uv_timer_t *t)
+{
+    struct app *app = t->data;
+    struct ca_check *k;
+
+    if (app->ca_checking || app->db == NULL || (k = calloc(1, sizeof *k)) == NULL)
+        return;
+    k->app = app;
+    if (sigil_db_submit(app->db, ca_check_work, ca_check_done, k, &k->dberr) != 0) {
+        free(k);
+        return;
+    }
+    app->ca_checking = true;
 }
 
 static int
@@ -313,7 +414,17 @@ static int
 startup_db(struct app *app)
 {
     const struct sigil_server_config *cfg = app->cfg;
-    struct sigil_ca_params cp = {
+    struct sigil_ca_params *cp = &app->ca_params;
+    struct sigil_migrate_report mrep;
+    struct sigil_ca_report crep;
+    struct sigil_db_error dberr;
+    struct sigil_db_conn *conn = NULL;
+    char err[SIGIL_CA_ERR_MAX], *desc = sigil_db_conninfo_describe(cfg->db_conninfo);
+    const char *dir = getenv("SIGIL_MIGRATIONS_DIR");
+    uint64_t seq = 0;
+    int r;
+
+    *cp = (struct sigil_ca_params){
         .trust_domain = cfg->trust_domain,
         .key_dir = cfg->ca_key_dir,
         .instance_id = cfg->instance_id,
@@ -324,15 +435,6 @@ startup_db(struct app *app)
         .subject = {cfg->ca_subject_country, cfg->ca_subject_organization,
                     cfg->ca_subject_common_name},
     };
-    struct sigil_migrate_report mrep;
-    struct sigil_ca_report crep;
-    struct sigil_db_error dberr;
-    struct sigil_db_conn *conn = NULL;
-    char err[SIGIL_CA_ERR_MAX], *desc = sigil_db_conninfo_describe(cfg->db_conninfo);
-    const char *dir = getenv("SIGIL_MIGRATIONS_DIR");
-    uint64_t seq = 0;
-    int r;
-
     sigil_log_kv(SIGIL_LOG_INFO, COMPONENT, "connecting to the database", "database",
                  desc ? desc : "?", NULL);
     free(desc);
@@ -352,7 +454,7 @@ startup_db(struct app *app)
     }
     sigil_log(SIGIL_LOG_INFO, COMPONENT, "schema at version %d (this start applied %zu)",
               mrep.to_version, mrep.applied);
-    if ((r = sigil_ca_open(conn, &cp, &app->ca, &crep, err, sizeof err)) != 0) {
+    if ((r = sigil_ca_open(conn, cp, &app->ca, &crep, err, sizeof err)) != 0) {
         sigil_log_kv(SIGIL_LOG_ERROR, COMPONENT, "cannot load the trust root", "error", err, NULL);
         r = refusal_code(r);
         goto out;
@@ -466,6 +568,11 @@ sigil_upstream_run(const struct sigil_server_config *cfg)
         app.signals_open = true;
         uv_signal_start(&app.sigterm, on_signal, SIGTERM);
         uv_signal_start(&app.sigint, on_signal, SIGINT);
+        uv_timer_init(&app.loop, &app.ca_timer);
+        app.ca_timer.data = &app;
+        app.ca_timer_open = true;
+        uv_timer_start(&app.ca_timer, on_ca_timer, (uint64_t)cfg->ca_check_interval_ms,
+                       (uint64_t)cfg->ca_check_interval_ms);
         sigil_log(SIGIL_LOG_INFO, COMPONENT, "ready");
     } else {
         stop(&app);

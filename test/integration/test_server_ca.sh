@@ -2,7 +2,8 @@
 # Root CA rotation (server/ca.c) against a real PostgreSQL: prepare publishes the new root and
 # JWT key before use and bumps the bundle sequence, activate switches to them and re-mints this
 # instance's intermediate under the new root, retire removes the old ones only once nothing
-# under them can be valid; refused steps say why. One line per check, then "N passed, N failed".
+# under them can be valid; refused steps say why; a running server follows rotations made by
+# another process. One line per check, then "N passed, N failed".
 set -uo pipefail
 SRC=${SIGIL_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 BUILD=${SIGIL_BUILD_DIR:-$SRC/build}
@@ -18,7 +19,9 @@ PG=$SRC/deploy/local/pg
 SOCK=$PGDIR/socket
 DB=sigil_ca_$$
 TMP=$(mktemp -d /tmp/sigil-ca.XXXXXX)
+SPID=
 cleanup() {
+  [ -n "$SPID" ] && { kill -TERM "$SPID" 2>/dev/null; wait "$SPID" 2>/dev/null; }
   psql -h "$SOCK" -U sigil -d postgres -qc "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true
   "$PG" stop "$PGDIR" >/dev/null 2>&1 || true
   rm -rf "$TMP"
@@ -120,6 +123,55 @@ step a2 inst-a open
 check "reopening reuses this instance's intermediate" test "$(val a2 made_intermediate)" = 0
 check "every bundle change was one sequence step (events logged per change)" \
   test "$(q "SELECT count(DISTINCT revision) FROM events WHERE kind = 'bundle'")" = 3
+
+# --- a running server follows rotations made elsewhere (ca.check_interval)
+cat >"$TMP/server.yaml" <<EOF
+trust_domain: $TD
+instance_id: srv
+database:
+  conninfo: $C
+  pool_size: 2
+admin:
+  socket_path: $TMP/srv.sock
+ca:
+  key_dir: $TMP/keys
+  check_interval: 1s
+  bundle_refresh_hint: 1m # as server_ca_tool: a different hint would bump the sequence
+EOF
+"$SERVER" run --config "$TMP/server.yaml" >"$TMP/server.log" 2>&1 &
+SPID=$!
+for _ in $(seq 1 200); do
+  curl -sf --unix-socket "$TMP/srv.sock" http://localhost/live >/dev/null 2>&1 && break
+  sleep 0.1
+done
+metric() { curl -s --unix-socket "$TMP/srv.sock" http://localhost/metrics | sed -n "s/^$1 //p"; }
+wait_metric() { # name value
+  local i
+  for i in $(seq 1 50); do [ "$(metric "$1")" = "$2" ] && return 0; sleep 0.2; done
+  return 1
+}
+check "the server starts at bundle sequence 3" test "$(metric sigil_bundle_sequence)" = 3
+step prep3 inst-a prepare
+check "a prepare by another process reaches the running server (sequence 4)" wait_metric sigil_bundle_sequence 4
+check "... and it logs the change" grep -q "bundle sequence 4 (was 3)" "$TMP/server.log"
+step act3 inst-a activate
+R3=$(val act3 root_serial)
+for _ in $(seq 1 50); do grep -q "intermediate CA renewed" "$TMP/server.log" && break; sleep 0.2; done
+check "after an activation elsewhere the server mints its intermediate under the new root" \
+  grep -q "intermediate CA renewed" "$TMP/server.log"
+check "... recorded as this instance's" \
+  test "$(q "SELECT count(*) FROM ca_journal WHERE kind = 'x509_intermediate' AND state = 'active' AND issued_to = 'srv'")" = 1
+q "SELECT encode(cert_der, 'base64') FROM ca_journal WHERE kind = 'x509_intermediate' AND state = 'active' AND issued_to = 'srv'" \
+  | base64 -d | openssl x509 -inform DER -out "$TMP/srv-inter.pem"
+q "SELECT encode(cert_der, 'base64') FROM ca_journal WHERE kind = 'x509_root' AND state = 'active'" \
+  | base64 -d | openssl x509 -inform DER -out "$TMP/root3.pem"
+check "openssl verify: the renewed intermediate chains to the new root ($R3)" \
+  openssl verify -CAfile "$TMP/root3.pem" -x509_strict "$TMP/srv-inter.pem"
+check "the server is still ready" test "$(curl -s -o /dev/null -w '%{http_code}' --unix-socket "$TMP/srv.sock" http://localhost/ready)" = 200
+kill -TERM "$SPID"
+wait "$SPID"
+check "the server stops with exit 0" test $? = 0
+SPID=
 
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
