@@ -1190,18 +1190,45 @@ page_query(struct sigil_http_req *req, struct job *j)
     return true;
 }
 
+/* Reads every selector=type:value of the query into j->selectors (the contract repeats the
+ * parameter for several, so sigil_http_query_param, which refuses repeats, gets one pair at a
+ * time to decode). */
+static bool
+selectors_query(struct sigil_http_req *req, struct job *j)
+{
+    static const char name[] = "selector=";
+    const char *q = sigil_http_req_query(req), *why = NULL;
+
+    for (const char *p = q; p != NULL && *p != '\0';) {
+        const char *amp = strchr(p, '&');
+        size_t len = amp != NULL ? (size_t)(amp - p) : strlen(p);
+        struct sigil_buf b = {0};
+        int r = 0;
+
+        if (len >= sizeof name - 1 && memcmp(p, name, sizeof name - 1) == 0) {
+            if ((r = sigil_http_query_param(p, len, "selector", &b, &why)) == 0)
+                r = sigil_selector_set_add_str(&j->selectors, (const char *)b.data, b.len, &why);
+            sigil_buf_free(&b);
+            if (r != 0) {
+                respond_error(req, 400, "request.selector", why ? why : sigil_strerror(r));
+                return false;
+            }
+        }
+        p = amp != NULL ? amp + 1 : p + len;
+    }
+    return true;
+}
+
 static bool
 parse_list_query(struct sigil_http_req *req, struct job *j)
 {
     static const char *const matches[] = {"exact", "subset", "superset", "any"};
-    char *sel = NULL, *match = NULL;
-    const char *why = NULL;
+    char *match = NULL;
     bool ok = false;
 
     if (!query_param(req, "spiffe_id", &j->spiffe_id) ||
         !query_param(req, "parent_id", &j->parent_id) || !query_param(req, "team", &j->team) ||
-        !page_query(req, j) || !query_param(req, "selector", &sel) ||
-        !query_param(req, "match", &match))
+        !page_query(req, j) || !selectors_query(req, j) || !query_param(req, "match", &match))
         goto out;
     j->match = SIGIL_SELECTOR_MATCH_SUPERSET;
     if (match != NULL) {
@@ -1216,13 +1243,8 @@ parse_list_query(struct sigil_http_req *req, struct job *j)
         }
         j->match = (enum sigil_selector_match)i;
     }
-    if (sel != NULL && sigil_selector_set_add_str(&j->selectors, sel, strlen(sel), &why) != 0) {
-        respond_error(req, 400, "request.selector", why ? why : "bad selector");
-        goto out;
-    }
     ok = true;
 out:
-    free(sel);
     free(match);
     return ok;
 }

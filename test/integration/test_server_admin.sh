@@ -126,6 +126,12 @@ check "list page 2 (by token) holds the other entry" \
 check "filter by team" test "$(api GET '/v1/entries?team=shop')/$(field '[e["team"] for e in d["entries"]]')" = "200/['shop']"
 check "filter by spiffe_id" test "$(api GET '/v1/entries?spiffe_id=spiffe://example.org/prod/gcp/payments/api')/$(field 'len(d["entries"])')" = 200/1
 check "filter by selector (superset)" test "$(api GET '/v1/entries?selector=unix:uid:1000')/$(field 'len(d["entries"])')" = 200/1
+check "filter by two selectors (superset: both)" test "$(api GET '/v1/entries?selector=unix:uid:1000&selector=unix:path:/usr/bin/api')/$(field 'len(d["entries"])')" = 200/1
+check "two selectors, one absent: no entry" test "$(api GET '/v1/entries?selector=unix:uid:1000&selector=unix:path:/nope')/$(field 'len(d["entries"])')" = 200/0
+check "match=any with two selectors finds both entries" test "$(api GET '/v1/entries?selector=unix:uid:1000&selector=k8s:ns:shop&match=any')/$(field 'len(d["entries"])')" = 200/2
+check "a percent-encoded selector is decoded" test "$(api GET '/v1/entries?selector=unix%3Apath%3A%2Fusr%2Fbin%2Fapi')/$(field 'len(d["entries"])')" = 200/1
+check "a bad selector is 400" test "$(api GET '/v1/entries?selector=nocolon')" = 400
+check "the CLI shows entries by two selectors" bash -c "'$BIN' entry show --admin-socket '$ADMIN' --selector k8s:ns:shop --selector k8s:sa:web | grep -q 'Found 1 entry'"
 check "page_size 0 is 400" test "$(api GET '/v1/entries?page_size=0')" = 400
 check "match=bogus is 400" test "$(api GET '/v1/entries?selector=unix:uid:1&match=bogus')" = 400
 
