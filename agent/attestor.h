@@ -71,6 +71,10 @@ int sigil_attest_parse_groups(const char *s, size_t len, gid_t *gids, size_t cap
  * SIGIL_ERR_NOTFOUND (no unit, e.g. the root cgroup), SIGIL_ERR_INVALID or SIGIL_ERR_RANGE. */
 int sigil_attest_systemd_unit(const char *s, size_t len, char *out, size_t cap);
 
+/* How many executable hashes were answered from the unix attestor's cache of hashes (keyed by
+ * device, inode, size, mtime and ctime), for tests and metrics. */
+uint64_t sigil_attest_hash_cache_hits(void);
+
 /* Runs every attestor for p synchronously (blocking) and then checks that p is still the live
  * process it was at the start (pidfd_send_signal(pidfd, 0) succeeds, not a zombie, same start
  * time). out is overwritten. Returns 0, SIGIL_ERR_DENIED (the caller exited or was replaced:

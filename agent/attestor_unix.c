@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,6 +87,89 @@ add_group(struct sigil_selector_set *set, const char *prefix, gid_t gid)
     return r;
 }
 
+/* Executables hashed before, by file identity: device, inode, size, mtime and ctime. Any write
+ * to the file moves its ctime, which no caller can set back, so an unchanged key means
+ * unchanged contents; a busy node then hashes each binary once, not once per call. */
+#define HASH_CACHE_SLOTS 64
+
+struct hash_slot {
+    bool used;
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtim, ctim;
+    uint64_t stamp;
+    char hex[2 * 32 + 8];
+};
+
+static struct hash_slot hash_cache[HASH_CACHE_SLOTS];
+static pthread_mutex_t hash_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t hash_clock, hash_hits;
+
+static bool
+same_file(const struct hash_slot *h, const struct stat *st)
+{
+    return h->used && h->dev == st->st_dev && h->ino == st->st_ino && h->size == st->st_size &&
+           h->mtim.tv_sec == st->st_mtim.tv_sec && h->mtim.tv_nsec == st->st_mtim.tv_nsec &&
+           h->ctim.tv_sec == st->st_ctim.tv_sec && h->ctim.tv_nsec == st->st_ctim.tv_nsec;
+}
+
+static bool
+hash_cache_get(const struct stat *st, char hex[2 * 32 + 8])
+{
+    bool found = false;
+    size_t i;
+
+    pthread_mutex_lock(&hash_lock);
+    for (i = 0; i < HASH_CACHE_SLOTS && !found; i++) {
+        if (same_file(&hash_cache[i], st)) {
+            memcpy(hex, hash_cache[i].hex, sizeof hash_cache[i].hex);
+            hash_cache[i].stamp = ++hash_clock;
+            hash_hits++;
+            found = true;
+        }
+    }
+    pthread_mutex_unlock(&hash_lock);
+    return found;
+}
+
+static void
+hash_cache_put(const struct stat *st, const char hex[2 * 32 + 8])
+{
+    struct hash_slot *victim = &hash_cache[0];
+    size_t i;
+
+    pthread_mutex_lock(&hash_lock);
+    for (i = 0; i < HASH_CACHE_SLOTS; i++) {
+        if (!hash_cache[i].used || same_file(&hash_cache[i], st)) {
+            victim = &hash_cache[i];
+            break;
+        }
+        if (hash_cache[i].stamp < victim->stamp)
+            victim = &hash_cache[i];
+    }
+    victim->used = true;
+    victim->dev = st->st_dev;
+    victim->ino = st->st_ino;
+    victim->size = st->st_size;
+    victim->mtim = st->st_mtim;
+    victim->ctim = st->st_ctim;
+    victim->stamp = ++hash_clock;
+    memcpy(victim->hex, hex, sizeof victim->hex);
+    pthread_mutex_unlock(&hash_lock);
+}
+
+uint64_t
+sigil_attest_hash_cache_hits(void)
+{
+    uint64_t n;
+
+    pthread_mutex_lock(&hash_lock);
+    n = hash_hits;
+    pthread_mutex_unlock(&hash_lock);
+    return n;
+}
+
 /* Hashes the caller's executable, or leaves sha256 out (logged) over the limit. */
 static int
 add_sha256(const struct sigil_attest_opts *o, pid_t pid, struct sigil_selector_set *set)
@@ -95,7 +179,8 @@ add_sha256(const struct sigil_attest_opts *o, pid_t pid, struct sigil_selector_s
     char path[64], hex[2 * 32 + 8] = "sha256:";
     EVP_MD_CTX *ctx = NULL;
     unsigned mdlen = 0, i;
-    struct stat st;
+    uint64_t total = 0;
+    struct stat st, st2;
     ssize_t k;
     int fd, r = SIGIL_ERR_IO;
 
@@ -116,6 +201,10 @@ add_sha256(const struct sigil_attest_opts *o, pid_t pid, struct sigil_selector_s
         r = 0;
         goto out;
     }
+    if (hash_cache_get(&st, hex)) {
+        r = sigil_attest_add(set, "unix", hex);
+        goto out;
+    }
     if ((chunk = malloc(64 * 1024)) == NULL || (ctx = EVP_MD_CTX_new()) == NULL) {
         r = SIGIL_ERR_NOMEM;
         goto out;
@@ -124,7 +213,6 @@ add_sha256(const struct sigil_attest_opts *o, pid_t pid, struct sigil_selector_s
         r = SIGIL_ERR_CRYPTO;
         goto out;
     }
-    uint64_t total = 0;
     for (;;) {
         k = read(fd, chunk, 64 * 1024);
         if (k < 0 && errno == EINTR)
@@ -152,6 +240,18 @@ add_sha256(const struct sigil_attest_opts *o, pid_t pid, struct sigil_selector_s
         hex[8 + 2 * i] = hexd[md[i] & 15];
     }
     hex[7 + 2 * mdlen] = '\0';
+    /* Cache it only if the file did not change while we read it. */
+    if (fstat(fd, &st2) == 0 && total == (uint64_t)st.st_size) {
+        struct hash_slot probe = {.used = true,
+                                  .dev = st.st_dev,
+                                  .ino = st.st_ino,
+                                  .size = st.st_size,
+                                  .mtim = st.st_mtim,
+                                  .ctim = st.st_ctim};
+
+        if (same_file(&probe, &st2))
+            hash_cache_put(&st, hex);
+    }
     r = sigil_attest_add(set, "unix", hex);
 out:
     EVP_MD_CTX_free(ctx);

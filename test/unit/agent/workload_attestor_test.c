@@ -102,6 +102,13 @@ self_selectors(void **state)
     assert_true(has(&s, "unix", v));
     sigil_selector_set_free(&s);
 
+    /* Again: the hash comes from the cache of hashes, and is the same. */
+    uint64_t hits = sigil_attest_hash_cache_hits();
+    assert_int_equal(sigil_attest_collect(&o, &p, &s, &why), 0);
+    assert_true(has(&s, "unix", v));
+    assert_int_equal(sigil_attest_hash_cache_hits(), hits + 1);
+    sigil_selector_set_free(&s);
+
     /* Over the size limit: no sha256 selector, the rest stays. */
     o.sha256_max = 1;
     assert_int_equal(sigil_attest_collect(&o, &p, &s, &why), 0);
@@ -280,6 +287,69 @@ pid_reuse(void **state)
     close(p.pidfd);
 }
 
+/* Starts `file 30` and waits until the child runs it (its /proc/<pid>/exe is file). */
+static pid_t
+spawn_exec(const char *file)
+{
+    char link[64], target[4096];
+    pid_t pid = fork();
+    ssize_t k;
+
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        execl(file, file, "30", (char *)NULL);
+        _exit(127);
+    }
+    snprintf(link, sizeof link, "/proc/%ld/exe", (long)pid);
+    for (int i = 0; i < 500; i++) {
+        k = readlink(link, target, sizeof target - 1);
+        if (k > 0) {
+            target[k] = '\0';
+            if (strcmp(target, file) == 0)
+                return pid;
+        }
+        usleep(10000);
+    }
+    fail_msg("the child never ran %s", file);
+    return -1;
+}
+
+/* A changed executable is hashed again, not served from the cache of hashes. */
+static void
+hash_cache_follows_changes(void **state)
+{
+    struct sigil_attest_opts o = {.sha256_max = SIGIL_ATTEST_SHA256_MAX_DEFAULT};
+    struct sigil_attest_proc p = {.uid = getuid(), .gid = getgid()};
+    char dir[] = "/tmp/attest_test.XXXXXX", file[64], cmd[256], hex[65], v[80];
+    struct sigil_selector_set s;
+    const char *why = NULL;
+    FILE *fp;
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    snprintf(file, sizeof file, "%s/sleeper", dir);
+    snprintf(cmd, sizeof cmd, "cp /bin/sleep %s && chmod 0755 %s", file, file);
+    assert_int_equal(system(cmd), 0);
+    for (int round = 0; round < 2; round++) {
+        p.pid = spawn_exec(file);
+        p.pidfd = pidfd_of(p.pid);
+        assert_int_equal(sigil_attest_collect(&o, &p, &s, &why), 0);
+        sha256_file_hex(file, hex);
+        snprintf(v, sizeof v, "sha256:%s", hex);
+        assert_true(has(&s, "unix", v));
+        sigil_selector_set_free(&s);
+        kill(p.pid, SIGKILL);
+        waitpid(p.pid, NULL, 0);
+        close(p.pidfd);
+        /* Change the file: one more byte (an ELF file ignores trailing bytes). */
+        assert_non_null(fp = fopen(file, "ab"));
+        fputc(0, fp);
+        fclose(fp);
+    }
+    unlink(file);
+    rmdir(dir);
+}
+
 /* The asynchronous job: done runs on the loop with the selectors; a cancelled job is silent. */
 static int async_calls;
 static int async_err;
@@ -328,9 +398,13 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(self_selectors), cmocka_unit_test(parse_stat),
-        cmocka_unit_test(parse_groups),   cmocka_unit_test(systemd_units),
-        cmocka_unit_test(pid_reuse),      cmocka_unit_test(async_job),
+        cmocka_unit_test(self_selectors),
+        cmocka_unit_test(parse_stat),
+        cmocka_unit_test(parse_groups),
+        cmocka_unit_test(systemd_units),
+        cmocka_unit_test(pid_reuse),
+        cmocka_unit_test(async_job),
+        cmocka_unit_test(hash_cache_follows_changes),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
