@@ -90,14 +90,16 @@ const struct sigil_config_field sigil_server_config_schema[] = {
      .type = SIGIL_CFG_STRING,
      .offset = F(node_api_listen),
      .def = "0.0.0.0:8081",
-     .doc = "TCP address of the node API, \"host:port\" with a numeric address."},
+     .doc = "TCP address of the node API, \"host:port\" with a numeric address (checked; not "
+            "served by this version yet)."},
     {.key = "bundle_endpoint",
      .type = SIGIL_CFG_SECTION,
      .doc = "The SPIFFE bundle endpoint for other trust domains."},
     {.key = "bundle_endpoint.listen",
      .type = SIGIL_CFG_STRING,
      .offset = F(bundle_endpoint_listen),
-     .doc = "TCP address of the bundle endpoint, \"host:port\"; unset: not served."},
+     .doc = "TCP address of the bundle endpoint, \"host:port\" (checked; not served by this "
+            "version yet)."},
     {.key = "ca", .type = SIGIL_CFG_SECTION, .doc = "The certificate authority."},
     {.key = "ca.key_dir",
      .type = SIGIL_CFG_STRING,

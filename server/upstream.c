@@ -518,6 +518,10 @@ serve(struct app *app)
                  "mode", mode, NULL);
     if (listen_admin_tcp(app) != 0)
         return RUN_FAIL;
+    if (cfg->bundle_endpoint_listen != NULL)
+        sigil_log_kv(SIGIL_LOG_WARN, COMPONENT,
+                     "bundle_endpoint.listen is not served by this version", "listen",
+                     cfg->bundle_endpoint_listen, NULL);
     return RUN_OK;
 }
 
