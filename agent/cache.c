@@ -44,6 +44,8 @@ entry_free(struct sigil_cache_entry *e)
     if (e->chain != NULL)
         sk_X509_pop_free(e->chain, X509_free);
     EVP_PKEY_free(e->key);
+    sigil_buf_free(&e->chain_der);
+    sigil_buf_freezero(&e->key_der);
     free(e);
 }
 
@@ -224,8 +226,12 @@ sigil_cache_put_entry(struct sigil_cache *c, const char *id, const struct sigil_
             e->chain = old->chain;
             e->key = old->key;
             e->expiry = old->expiry;
+            e->chain_der = old->chain_der;
+            e->key_der = old->key_der;
             old->chain = NULL;
             old->key = NULL;
+            old->chain_der = (struct sigil_buf){0};
+            old->key_der = (struct sigil_buf){0};
         }
         entry_free(old);
         c->entries[at] = e;
@@ -275,6 +281,7 @@ sigil_cache_set_svid(struct sigil_cache *c, const char *id, STACK_OF(X509) *chai
     struct sigil_spiffeid leaf_id;
     struct sigil_cache_entry *e;
     STACK_OF(X509) *copy = NULL;
+    struct sigil_buf chain_der = {0}, key_der = {0};
     time_t expiry;
     bool found;
     size_t at = find(c, id, &found);
@@ -304,18 +311,32 @@ sigil_cache_set_svid(struct sigil_cache *c, const char *id, STACK_OF(X509) *chai
         *why = "the leaf has no readable notAfter";
         return SIGIL_ERR_INVALID;
     }
+    /* Encoded once here, not for every caller on every push. */
+    if ((r = sigil_x509_chain_to_der(chain, &chain_der)) != 0 ||
+        (r = sigil_x509_key_to_pkcs8_der(key, &key_der)) != 0) {
+        sigil_buf_free(&chain_der);
+        sigil_buf_freezero(&key_der);
+        *why = "cannot encode the SVID";
+        return r == SIGIL_ERR_NOMEM ? r : SIGIL_ERR_INVALID;
+    }
     if ((copy = X509_chain_up_ref(chain)) == NULL || EVP_PKEY_up_ref(key) != 1) {
         if (copy != NULL)
             sk_X509_pop_free(copy, X509_free);
+        sigil_buf_free(&chain_der);
+        sigil_buf_freezero(&key_der);
         *why = "out of memory";
         return SIGIL_ERR_NOMEM;
     }
     if (e->chain != NULL)
         sk_X509_pop_free(e->chain, X509_free);
     EVP_PKEY_free(e->key);
+    sigil_buf_free(&e->chain_der);
+    sigil_buf_freezero(&e->key_der);
     e->chain = copy;
     e->key = key;
     e->expiry = expiry;
+    e->chain_der = chain_der;
+    e->key_der = key_der;
     changed(c);
     return 0;
 }

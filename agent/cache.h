@@ -13,6 +13,7 @@
 #include <openssl/x509.h>
 #include <uv.h>
 
+#include "sigil/buf.h"
 #include "sigil/bundle.h"
 #include "sigil/selectors.h"
 #include "sigil/spiffeid.h"
@@ -30,9 +31,11 @@ struct sigil_cache_entry {
     char *hint;            /* "" if none */
     char **federates_with; /* bare trust domain names */
     size_t n_federates_with;
-    STACK_OF(X509) *chain; /* the current X.509-SVID, leaf first; NULL until set */
-    EVP_PKEY *key;         /* its private key; NULL until set */
-    time_t expiry;         /* the leaf's notAfter */
+    STACK_OF(X509) *chain;      /* the current X.509-SVID, leaf first; NULL until set */
+    EVP_PKEY *key;              /* its private key; NULL until set */
+    time_t expiry;              /* the leaf's notAfter */
+    struct sigil_buf chain_der; /* chain as concatenated DER, encoded once per SVID */
+    struct sigil_buf key_der;   /* key as PKCS#8 DER (secret: wiped when replaced) */
 };
 
 struct sigil_cache;

@@ -167,16 +167,13 @@ build_x509_svid(struct req *q, struct sigil_buf *out, size_t *n_ids, const char 
     X509SVIDResponse resp = X509_SVIDRESPONSE__INIT;
     X509SVID svids[MAX_IDENTITIES], *psvids[MAX_IDENTITIES];
     X509SVIDResponse__FederatedBundlesEntry fed[MAX_IDENTITIES], *pfed[MAX_IDENTITIES];
-    struct sigil_buf chain[MAX_IDENTITIES], keys[MAX_IDENTITIES], own = {0};
-    struct sigil_buf fedder[MAX_IDENTITIES];
+    struct sigil_buf own = {0}, fedder[MAX_IDENTITIES];
     char *fedtd[MAX_IDENTITIES], *fedkey[MAX_IDENTITIES];
     const char *td = sigil_cache_trust_domain(q->w->cache);
     size_t i, j, n, nfed = 0;
     int r = SIGIL_ERR_NOMEM;
 
     sigil_buf_freezero(out);
-    memset(chain, 0, sizeof chain);
-    memset(keys, 0, sizeof keys);
     memset(fedder, 0, sizeof fedder);
     memset(fedkey, 0, sizeof fedkey);
     n = identities(q, ents, MAX_IDENTITIES);
@@ -195,14 +192,11 @@ build_x509_svid(struct req *q, struct sigil_buf *out, size_t *n_ids, const char 
 
         x509_svid__init(&svids[i]);
         psvids[i] = &svids[i];
-        if ((r = sigil_x509_chain_to_der(e->chain, &chain[i])) != 0 ||
-            (r = sigil_x509_key_to_pkcs8_der(e->key, &keys[i])) != 0)
-            goto out;
         svids[i].spiffe_id = (char *)e->spiffe_id.str;
-        svids[i].x509_svid.data = chain[i].data;
-        svids[i].x509_svid.len = chain[i].len;
-        svids[i].x509_svid_key.data = keys[i].data;
-        svids[i].x509_svid_key.len = keys[i].len;
+        svids[i].x509_svid.data = e->chain_der.data;
+        svids[i].x509_svid.len = e->chain_der.len;
+        svids[i].x509_svid_key.data = e->key_der.data;
+        svids[i].x509_svid_key.len = e->key_der.len;
         svids[i].bundle.data = own.data;
         svids[i].bundle.len = own.len;
         svids[i].hint = e->hint;
@@ -240,8 +234,6 @@ build_x509_svid(struct req *q, struct sigil_buf *out, size_t *n_ids, const char 
     r = 0;
 out:
     for (i = 0; i < MAX_IDENTITIES; i++) {
-        sigil_buf_free(&chain[i]);
-        sigil_buf_freezero(&keys[i]);
         sigil_buf_free(&fedder[i]);
         free(fedkey[i]);
     }
