@@ -94,7 +94,7 @@ int sigil_cache_subscribe(struct sigil_cache *c, sigil_cache_notify_fn fn, void 
 void sigil_cache_unsubscribe(struct sigil_cache *c, struct sigil_cache_sub *sub);
 
 /* The end of a JWT-SVID minting: err 0 and a token (valid during the call; the callee wipes
- * it), or an error with why. */
+ * it), or an error with why (a static text, kept by the caller). */
 typedef void (*sigil_cache_jwt_done_fn)(void *ud, int err, const char *token, const char *why);
 /* Mints a JWT-SVID for id and audiences; calls done exactly once (possibly later, on the
  * loop) unless it returns an error. */

@@ -759,8 +759,23 @@ check_request(struct req *q)
     size_t len, i;
 
     p = sigil_rpc_call_request(q->call, &len);
-    if (q->method != M_JWT_SVID)
-        return true; /* X509SVIDRequest and the bundle requests have no fields to check */
+    if (q->method != M_JWT_SVID) {
+        /* X509SVIDRequest and the bundle requests have no fields, but must still parse. */
+        ProtobufCMessage *m = NULL;
+
+        if (q->method == M_X509_SVID)
+            m = (ProtobufCMessage *)x509_svidrequest__unpack(NULL, len, p);
+        else if (q->method == M_X509_BUNDLES)
+            m = (ProtobufCMessage *)x509_bundles_request__unpack(NULL, len, p);
+        else
+            m = (ProtobufCMessage *)jwtbundles_request__unpack(NULL, len, p);
+        if (m == NULL) {
+            req_finish(q, SIGIL_RPC_INVALID_ARGUMENT, "malformed request message");
+            return false;
+        }
+        protobuf_c_message_free_unpacked(m, NULL);
+        return true;
+    }
     if ((q->jreq = jwtsvidrequest__unpack(NULL, len, p)) == NULL) {
         req_finish(q, SIGIL_RPC_INVALID_ARGUMENT, "malformed JWTSVIDRequest");
         return false;

@@ -279,6 +279,14 @@ def main_checks(tmp, M):
             check("FetchWITSVID -> UNIMPLEMENTED (W-1)", e.code() == grpc.StatusCode.UNIMPLEMENTED,
                   e.code())
 
+        try:
+            next(ch.unary_stream(API + "FetchX509SVID")(b"\xff\xff\xff", metadata=HDR,
+                                                        timeout=10))
+            check("a malformed request -> INVALID_ARGUMENT", False, "call succeeded")
+        except grpc.RpcError as e:
+            check("a malformed request -> INVALID_ARGUMENT",
+                  e.code() == grpc.StatusCode.INVALID_ARGUMENT, (e.code(), e.details()))
+
         if os.getuid() == 0:
             code = ("import grpc,sys\n"
                     "ch=grpc.insecure_channel('unix:'+sys.argv[1])\n"

@@ -105,10 +105,12 @@ setup(void **state)
     return 0;
 }
 
+/* The cache outlives the server: freed once the server is down. */
 static void
 down(void *arg)
 {
     *(bool *)arg = true;
+    sigil_cache_free(T.cache);
 }
 
 static int
@@ -119,7 +121,6 @@ teardown(void **state)
     (void)state;
     sigil_rpc_client_free(T.cli);
     sigil_wapi_shutdown(T.wapi, 0, down, &done);
-    sigil_cache_free(T.cache);
     uv_run(&T.loop, UV_RUN_DEFAULT);
     assert_true(done);
     assert_int_equal(uv_loop_close(&T.loop), 0);
