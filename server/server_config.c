@@ -98,8 +98,17 @@ const struct sigil_config_field sigil_server_config_schema[] = {
     {.key = "bundle_endpoint.listen",
      .type = SIGIL_CFG_STRING,
      .offset = F(bundle_endpoint_listen),
-     .doc = "TCP address of the bundle endpoint, \"host:port\" (checked; not served by this "
-            "version yet)."},
+     .doc = "TCP address of the SPIFFE bundle endpoint (profile https_web: GET / answers our "
+            "bundle over public TLS, HTTP/1.1), \"host:port\" with a numeric address (port 0: any "
+            "free port, logged); unset: not served."},
+    {.key = "bundle_endpoint.tls_cert",
+     .type = SIGIL_CFG_STRING,
+     .offset = F(bundle_endpoint_tls_cert),
+     .doc = "PEM certificate chain (Web PKI) of the bundle endpoint (required with its listen)."},
+    {.key = "bundle_endpoint.tls_key",
+     .type = SIGIL_CFG_STRING,
+     .offset = F(bundle_endpoint_tls_key),
+     .doc = "PEM private key of the bundle endpoint (required with its listen)."},
     {.key = "ca", .type = SIGIL_CFG_SECTION, .doc = "The certificate authority."},
     {.key = "ca.key_dir",
      .type = SIGIL_CFG_STRING,
@@ -545,12 +554,18 @@ finish(const char *name, struct sigil_server_config *cfg, struct sigil_config_er
     if (strlen(cfg->admin_socket_path) > 96 || cfg->admin_socket_path[0] == '\0')
         return cross_fail(err, name, "admin.socket_path", SIGIL_ERR_RANGE,
                           "must be 1 to 96 bytes (a Unix socket path)");
-    /* the admin port may be 0 (any free port, logged at start): tests use that */
+    /* the admin and bundle endpoint ports may be 0 (any free port, logged at start) */
     if ((r = check_listen(name, "admin.listen", cfg->admin_listen, true, err)) != 0 ||
         (r = check_listen(name, "node_api.listen", cfg->node_api_listen, false, err)) != 0 ||
-        (r = check_listen(name, "bundle_endpoint.listen", cfg->bundle_endpoint_listen, false,
+        (r = check_listen(name, "bundle_endpoint.listen", cfg->bundle_endpoint_listen, true,
                           err)) != 0)
         return r;
+    if (cfg->bundle_endpoint_listen != NULL &&
+        (cfg->bundle_endpoint_tls_cert == NULL || cfg->bundle_endpoint_tls_key == NULL))
+        return cross_fail(err, name,
+                          cfg->bundle_endpoint_tls_cert == NULL ? "bundle_endpoint.tls_cert"
+                                                                : "bundle_endpoint.tls_key",
+                          SIGIL_ERR_INVALID, "required when bundle_endpoint.listen is set");
     if (cfg->admin_listen != NULL && (cfg->admin_tls_cert == NULL || cfg->admin_tls_key == NULL))
         return cross_fail(err, name,
                           cfg->admin_tls_cert == NULL ? "admin.tls_cert" : "admin.tls_key",

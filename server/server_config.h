@@ -42,6 +42,8 @@ struct sigil_server_config {
     struct sigil_config_strlist viewers;
     char *node_api_listen;
     char *bundle_endpoint_listen;
+    char *bundle_endpoint_tls_cert;
+    char *bundle_endpoint_tls_key;
     char *ca_key_dir;
     int64_t ca_root_ttl_ms;
     int64_t ca_intermediate_ttl_ms;

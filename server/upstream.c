@@ -43,6 +43,7 @@ struct app {
     STACK_OF(X509) *roots; /* our bundle's X.509 authorities, for mTLS callers */
     struct sigil_db *db;
     struct sigil_http_server *srv;
+    struct sigil_http_server *bundle_srv; /* the public bundle endpoint: its own routes */
     struct sigil_metrics *metrics;
     struct sigil_counter *requests;
     struct sigil_gauge *bundle_seq;
@@ -168,6 +169,56 @@ listen_admin_tcp(struct app *app)
     return 0;
 }
 
+/* The bundle endpoint (https_web): our bundle as the CA last read it from the journal. */
+static void
+h_bundle_endpoint(struct sigil_http_req *req, void *arg)
+{
+    struct app *app = arg;
+    char *doc = NULL;
+    size_t len;
+
+    if (sigil_bundle_encode(sigil_ca_bundle(app->ca), &doc, &len) != 0) {
+        sigil_http_respond_error(req, 500, "cannot encode the bundle");
+        return;
+    }
+    sigil_http_respond(req, 200, "application/json", doc, len);
+    free(doc);
+}
+
+/* The bundle endpoint on public TLS (no client certificate, HTTP/1.1 only), if configured. */
+static int
+listen_bundle_endpoint(struct app *app)
+{
+    const struct sigil_server_config *cfg = app->cfg;
+    struct sigil_http_tls tls = {
+        .cert_file = cfg->bundle_endpoint_tls_cert,
+        .key_file = cfg->bundle_endpoint_tls_key,
+    };
+    const char *why = NULL;
+    char host[64], port_s[8];
+    uint16_t port = 0, bound = 0;
+    int r;
+
+    if (cfg->bundle_endpoint_listen == NULL)
+        return 0;
+    if ((r = sigil_server_config_split_hostport(cfg->bundle_endpoint_listen, host, &port, true,
+                                                &why)) != 0 ||
+        (r = sigil_http_server_new(&app->loop, &app->bundle_srv, &why)) != 0)
+        goto fail;
+    sigil_http_server_set_log(app->bundle_srv, on_http_log, app);
+    if ((r = sigil_http_route(app->bundle_srv, "GET", "/", false, h_bundle_endpoint, app)) != 0 ||
+        (r = sigil_http_listen_tcp(app->bundle_srv, host, port, &tls, &bound, &why)) != 0)
+        goto fail;
+    snprintf(port_s, sizeof port_s, "%u", (unsigned)bound);
+    sigil_log_kv(SIGIL_LOG_INFO, COMPONENT, "bundle endpoint listening (https_web)", "host", host,
+                 "port", port_s, NULL);
+    return 0;
+fail:
+    sigil_log_kv(SIGIL_LOG_ERROR, COMPONENT, "cannot serve the bundle endpoint", "listen",
+                 cfg->bundle_endpoint_listen, "error", why ? why : sigil_strerror(r), NULL);
+    return r;
+}
+
 static void
 h_live(struct sigil_http_req *req, void *arg)
 {
@@ -262,8 +313,21 @@ on_http_stopped(void *arg)
     sigil_db_close(app->db, on_db_closed, app);
 }
 
-/* Stops in order: the HTTP server (answers what is in flight, removes the socket), then the
- * database pool, then the signal handles; the loop then runs out of work. */
+static void
+on_bundle_srv_stopped(void *arg)
+{
+    struct app *app = arg;
+
+    app->bundle_srv = NULL;
+    if (app->srv != NULL)
+        sigil_http_server_stop(app->srv, on_http_stopped, app);
+    else
+        on_http_stopped(app);
+}
+
+/* Stops in order: the bundle endpoint, the HTTP server (answers what is in flight, removes
+ * the socket), then the database pool, then the timer and signal handles; the loop then runs
+ * out of work. */
 static void
 stop(struct app *app)
 {
@@ -273,7 +337,9 @@ stop(struct app *app)
     }
     if (app->ca_timer_open)
         uv_timer_stop(&app->ca_timer);
-    if (app->srv != NULL)
+    if (app->bundle_srv != NULL)
+        sigil_http_server_stop(app->bundle_srv, on_bundle_srv_stopped, app);
+    else if (app->srv != NULL)
         sigil_http_server_stop(app->srv, on_http_stopped, app);
     else if (app->db != NULL)
         sigil_db_close(app->db, on_db_closed, app);
@@ -516,12 +582,8 @@ serve(struct app *app)
     snprintf(mode, sizeof mode, "%04o", (unsigned)cfg->admin_socket_mode);
     sigil_log_kv(SIGIL_LOG_INFO, COMPONENT, "admin API listening", "socket", cfg->admin_socket_path,
                  "mode", mode, NULL);
-    if (listen_admin_tcp(app) != 0)
+    if (listen_admin_tcp(app) != 0 || listen_bundle_endpoint(app) != 0)
         return RUN_FAIL;
-    if (cfg->bundle_endpoint_listen != NULL)
-        sigil_log_kv(SIGIL_LOG_WARN, COMPONENT,
-                     "bundle_endpoint.listen is not served by this version", "listen",
-                     cfg->bundle_endpoint_listen, NULL);
     return RUN_OK;
 }
 

@@ -4,13 +4,15 @@
 # writes anything, a viewer only reads, a team admin (team_admins/team_prefixes) writes entries
 # only under its prefixes, anyone else is refused with a reason; a client without a
 # certificate, from a foreign CA or another trust domain does not get through the handshake.
+# The public bundle endpoint (https_web) serves our bundle and nothing else.
 # One line per check, then "N passed, N failed".
 set -uo pipefail
 SRC=${SIGIL_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 BUILD=${SIGIL_BUILD_DIR:-$SRC/build}
 BIN=$BUILD/server/sigil-server
 TOOL=$BUILD/test/server_ca_tool
-for b in "$BIN" "$TOOL"; do
+CHECK=$BUILD/test/server_bundle_check
+for b in "$BIN" "$TOOL" "$CHECK"; do
   [ -x "$b" ] || { echo "not ok - $b is not built"; echo "0 passed, 1 failed"; exit 1; }
 done
 PGDIR=$BUILD/pg-server-mtls
@@ -87,6 +89,10 @@ admin:
   tls_key: $TMP/server.key
   platform_admins: [spiffe://$TD/sigil/admin/platform]
   viewers: [spiffe://$TD/sigil/admin/viewer]
+bundle_endpoint:
+  listen: 127.0.0.1:0
+  tls_cert: $TMP/server.pem
+  tls_key: $TMP/server.key
 ca:
   key_dir: $TMP/keys
 EOF
@@ -99,6 +105,8 @@ for _ in $(seq 1 200); do
   sleep 0.1
 done
 check "the server listens for mTLS and logs the port" test -n "$PORT"
+BPORT=$(sed -n 's/.*bundle endpoint listening (https_web) host=127.0.0.1 port=\([0-9]*\).*/\1/p' "$TMP/server.log")
+check "the bundle endpoint listens and logs its port" test -n "$BPORT"
 
 # as WHO: method path [json]; prints the HTTP status (000 when the handshake fails)
 as() {
@@ -161,6 +169,16 @@ check "an SVID with no role: 403 auth.forbidden" test "$(as nobody GET /v1/entri
 check "... even for writes under any prefix" test "$(as nobody POST /v1/entries "$(entry /prod/gcp/payments/x)")" = 403
 check "nothing the refused callers sent was stored" \
   test "$(q "SELECT count(*) FROM entries WHERE spiffe_id LIKE '%/shop/api' OR spiffe_id LIKE '%/payments2/%' OR spiffe_id LIKE '%/payments/x'")" = 0
+
+# --- the bundle endpoint (https_web): public TLS, HTTP/1.1, our bundle only
+bget() { curl -s -o "$TMP/bbody" -w '%{http_code} %{http_version}' --cacert "$TMP/root.pem" "$@"; }
+check "GET / on the bundle endpoint is 200 over HTTP/1.1 without a client certificate" \
+  test "$(bget --http2 "https://127.0.0.1:$BPORT/")" = "200 1.1"
+check "the bundle decodes with our decoder (1 root, 1 JWT key)" \
+  bash -c "'$CHECK' '$TD' <'$TMP/bbody' | tr '\n' ' ' | grep -q '^x509 1 jwt 1 '"
+check "the admin API is not on the bundle endpoint (404)" test "$(bget "https://127.0.0.1:$BPORT/v1/entries" | cut -d' ' -f1)" = 404
+check "nor are the health routes (404)" test "$(bget "https://127.0.0.1:$BPORT/metrics" | cut -d' ' -f1)" = 404
+check "POST / is 405" test "$(bget -X POST -d x "https://127.0.0.1:$BPORT/" | cut -d' ' -f1)" = 405
 
 kill -TERM "$SPID"
 wait "$SPID"

@@ -198,6 +198,9 @@ test_cross_key_checks(void **state)
     expect_cross("trust_domain: spiffe://example.org/path\n", "trust_domain", "");
     expect_cross("trust_domain: example.org\nadmin:\n  listen: 127.0.0.1:8443\n", "admin.tls_cert",
                  "required when admin.listen is set");
+    expect_cross("trust_domain: example.org\nbundle_endpoint:\n  listen: 127.0.0.1:0\n  tls_key: "
+                 "/k.pem\n",
+                 "bundle_endpoint.tls_cert", "required when bundle_endpoint.listen is set");
     expect_cross("trust_domain: example.org\nadmin:\n  listen: localhost\n", "admin.listen",
                  "host:port");
     expect_cross("trust_domain: example.org\nnode_api:\n  listen: 0.0.0.0:99999\n",
