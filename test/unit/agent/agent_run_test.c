@@ -41,6 +41,7 @@ extern char **environ;
 #define AGENT_ID "spiffe://example.org/sigil/agent/join_token/t1"
 #define TOKEN "join-token-for-test"
 #define X509_TTL 6
+#define AGENT_TTL 8 /* renewed at about 4 s */
 
 enum cmd { CMD_NONE, CMD_STOP, CMD_START, CMD_ADD_ENTRY, CMD_BAN, CMD_QUIT };
 
@@ -126,7 +127,8 @@ attest_msg(struct sigil_rpc_call *call, void *ud, const uint8_t *msg, size_t len
     }
     fk.token_used = true;
     fk.attests++;
-    if (mint_from_csr(req->params->csr.data, req->params->csr.len, AGENT_ID, 3600, &chain) != 0) {
+    if (mint_from_csr(req->params->csr.data, req->params->csr.len, AGENT_ID, AGENT_TTL, &chain) !=
+        0) {
         sigil_rpc_call_finish(call, SIGIL_RPC_INVALID_ARGUMENT, "bad csr", NULL, 0);
         goto out;
     }
@@ -342,7 +344,8 @@ h_renew(struct sigil_rpc_call *call, void *arg)
         return;
     p = sigil_rpc_call_request(call, &n);
     req = sigil__node__v1__renew_agent_request__unpack(NULL, n, p);
-    if (req == NULL || mint_from_csr(req->csr.data, req->csr.len, AGENT_ID, 3600, &chain) != 0) {
+    if (req == NULL ||
+        mint_from_csr(req->csr.data, req->csr.len, AGENT_ID, AGENT_TTL, &chain) != 0) {
         sigil_rpc_call_finish(call, SIGIL_RPC_INVALID_ARGUMENT, "bad csr", NULL, 0);
     } else {
         fk.renews++;
@@ -744,6 +747,14 @@ test_run(void **state)
     command(CMD_START);
     assert_true(wait_fetch("spiffe://example.org/workload/w2", 15));
     assert_true(fk.last_since >= 1);
+
+    /* the agent SVID is renewed at half its life over mTLS, and saved */
+    for (i = 0; i < 100 && fk.renews < 1; i++)
+        usleep(100000);
+    assert_true(fk.renews >= 1);
+    for (i = 0; i < 20 && !log_has("agent SVID renewed"); i++)
+        usleep(100000);
+    assert_true(log_has("agent SVID renewed"));
 
     /* banned: the agent says so and exits with 3 */
     command(CMD_BAN);
