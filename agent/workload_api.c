@@ -43,6 +43,8 @@ struct sigil_wapi {
 
 struct req {
     struct sigil_wapi *w;
+    pid_t pid; /* the caller, for log lines */
+    uid_t uid;
     struct sigil_rpc_call *call; /* NULL once finished or cancelled */
     enum method method;
     unsigned refs;
@@ -108,8 +110,19 @@ req_finish(struct req *q, int code, const char *msg)
 
     if (call == NULL)
         return;
-    if (code == SIGIL_RPC_PERMISSION_DENIED)
+    if (code == SIGIL_RPC_PERMISSION_DENIED) {
+        static const char *const names[] = {"FetchX509SVID", "FetchX509Bundles", "FetchJWTSVID",
+                                            "FetchJWTBundles", "ValidateJWTSVID"};
+        char pid[24], uid[24], n[24];
+
         q->w->stats.denied++;
+        /* What an operator needs to find the workload and the entry it lacks. */
+        snprintf(pid, sizeof pid, "%ld", (long)q->pid);
+        snprintf(uid, sizeof uid, "%lu", (unsigned long)q->uid);
+        snprintf(n, sizeof n, "%zu", q->sels.count);
+        sigil_log_kv(SIGIL_LOG_INFO, "workload_api", "permission denied", "method",
+                     names[q->method], "pid", pid, "uid", uid, "selectors", n, "why", msg, NULL);
+    }
     req_detach(q);
     sigil_rpc_call_finish(call, code, msg, NULL, 0);
     req_unref(q); /* the call's reference */
@@ -834,6 +847,8 @@ handle(struct sigil_rpc_call *call, struct sigil_wapi *w, enum method method)
         req_finish(q, SIGIL_RPC_PERMISSION_DENIED, "the caller cannot be attested");
         goto out;
     }
+    q->pid = peer->pid;
+    q->uid = peer->uid;
     proc.pid = peer->pid;
     proc.uid = peer->uid;
     proc.gid = peer->gid;
