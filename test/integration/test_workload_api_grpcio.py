@@ -301,6 +301,20 @@ def main_checks(tmp, M):
                                capture_output=True, text=True, cwd="/")
             check("a caller with no entry (uid 65534) gets PERMISSION_DENIED (W-6, E-5)",
                   r.stdout.strip() == "PERMISSION_DENIED", r.stdout + r.stderr)
+            # The same uid with supplementary group 4242 matches an entry on that group: the
+            # attestor read the kernel's Groups line, not anything the caller said.
+            h.command(f"add sg spiffe://{TD}/group-4242 unix:supplementary_gid:4242")
+            time.sleep(0.3)
+            ids_code = code.replace("print('OK')", "print('OK')") + (
+                "r=next(ch.unary_stream('/SpiffeWorkloadAPI/FetchX509SVID')(b'',"
+                "metadata=[('workload.spiffe.io','true')],timeout=10))\n"
+                "print(b'spiffe://example.org/group-4242' in r)\n")
+            r = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--groups",
+                                "4242", "/usr/bin/python3", "-c", ids_code, h.sock],
+                               capture_output=True, text=True, cwd="/")
+            check("uid 65534 in group 4242 gets the unix:supplementary_gid:4242 entry",
+                  r.stdout.split() == ["OK", "True"], r.stdout + r.stderr)
+            h.command("remove sg")
         else:
             print("skip - the uid 65534 check needs root (setpriv)")
 
