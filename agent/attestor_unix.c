@@ -260,6 +260,40 @@ out:
     return r;
 }
 
+/* True if uid is one of the real, effective, saved and filesystem uids of the "Uid:" line. */
+static bool
+uid_is_among(const char *s, size_t len, uid_t uid)
+{
+    const char *p = s, *end = s + len, *line_end;
+
+    while (p < end) {
+        line_end = memchr(p, '\n', (size_t)(end - p));
+        if (line_end == NULL)
+            line_end = end;
+        if (line_end - p > 4 && memcmp(p, "Uid:", 4) == 0) {
+            for (p += 4; p < line_end;) {
+                uint64_t v = 0;
+                bool digits = false;
+
+                while (p < line_end && (*p == ' ' || *p == '\t'))
+                    p++;
+                while (p < line_end && *p >= '0' && *p <= '9' && v <= UINT32_MAX) {
+                    v = v * 10 + (uint64_t)(*p - '0');
+                    digits = true;
+                    p++;
+                }
+                if (!digits)
+                    return false;
+                if (v == (uint64_t)uid)
+                    return true;
+            }
+            return false;
+        }
+        p = line_end + 1;
+    }
+    return false;
+}
+
 static int
 unix_collect(const struct sigil_attest_opts *o, const struct sigil_attest_proc *p,
              struct sigil_selector_set *out, const char **why)
@@ -291,6 +325,13 @@ unix_collect(const struct sigil_attest_opts *o, const struct sigil_attest_proc *
     if ((r = sigil_attest_read_proc(p->pid, "status", status, SIGIL_ATTEST_PROC_FILE_MAX, &len)) !=
         0) {
         *why = "cannot read /proc/<pid>/status";
+        goto out;
+    }
+    /* The pidfd was taken at accept, after connect: had the caller exited and its pid gone to
+     * another user's process in between, we would be looking at that process now. */
+    if (!uid_is_among(status, len, p->uid)) {
+        *why = "the process at the caller's pid does not hold the caller's uid";
+        r = SIGIL_ERR_DENIED;
         goto out;
     }
     if ((n = sigil_attest_parse_groups(status, len, gids, GROUPS_MAX)) < 0) {

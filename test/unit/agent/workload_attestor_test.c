@@ -121,6 +121,14 @@ self_selectors(void **state)
     assert_false(has_type_prefix(&s, "sha256:"));
     sigil_selector_set_free(&s);
 
+    /* SO_PEERCRED named another uid than the process now at that pid holds: a pid reused
+     * between connect and accept. Refused. */
+    p.uid = getuid() + 12345;
+    assert_int_equal(sigil_attest_collect(&o, &p, &s, &why), SIGIL_ERR_DENIED);
+    assert_non_null(strstr(why, "uid"));
+    assert_int_equal(s.count, 0);
+    p.uid = getuid();
+
     /* No pidfd: the caller is not held, so it is refused. */
     close(p.pidfd);
     p.pidfd = -1;
