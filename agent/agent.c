@@ -420,13 +420,7 @@ refused(struct agent *a, const char *what, int code, const char *message)
     stop(a, SIGIL_AGENT_EXIT_BANNED);
 }
 
-/* A node API status that says this agent is no longer known (evicted): re-attest if we can. */
-static bool
-is_banned(int code, const char *message)
-{
-    return code == SIGIL_RPC_PERMISSION_DENIED && strstr(message, "banned") != NULL;
-}
-
+/* A node API status saying the server no longer knows this agent (evicted): re-attest. */
 static bool
 is_unknown_agent(int code, const char *message)
 {
@@ -435,27 +429,33 @@ is_unknown_agent(int code, const char *message)
             (strstr(message, "evicted") != NULL || strstr(message, "unknown") != NULL));
 }
 
+/* A call status that is about this agent, not about one request: act on it. */
+static bool
+is_about_agent(int code)
+{
+    return code == SIGIL_RPC_PERMISSION_DENIED || code == SIGIL_RPC_UNAUTHENTICATED ||
+           code == SIGIL_RPC_NOT_FOUND;
+}
+
 /* Any node API failure on the mTLS connection lands here. */
 static void
 node_failed(struct agent *a, int code, const char *message)
 {
-    const char *why = NULL;
     char path[4200];
 
     if (a->phase == PH_STOPPING)
         return;
-    if (is_banned(code, message)) {
-        teardown(a);
-        refused(a, "the server says this agent is banned", code, message);
-        return;
-    }
     if (is_unknown_agent(code, message)) {
         teardown(a);
         if (!a->reattestable) {
-            refused(a,
-                    "the server no longer knows this agent and its attestation cannot be "
-                    "repeated (give the node a new join token)",
-                    code, message);
+            /* not fatal: the server may know us again (a restored database, an index still
+             * loading), and an operator can give the node a new join token meanwhile */
+            sigil_log_kv(SIGIL_LOG_ERROR, COMP,
+                         "the server does not know this agent and its attestation cannot be "
+                         "repeated; still serving cached SVIDs (restart with a new join token "
+                         "and an empty data_dir to attest again)",
+                         "status", sigil_rpc_code_name(code), "reason", message, NULL);
+            unreachable(a, code, message);
             return;
         }
         sigil_log_kv(SIGIL_LOG_WARN, COMP, "the server no longer knows this agent; attesting again",
@@ -464,8 +464,17 @@ node_failed(struct agent *a, int code, const char *message)
         if (unlink(path) != 0 && errno != ENOENT)
             sigil_log_kv(SIGIL_LOG_WARN, COMP, "cannot remove the old agent SVID", "path", path,
                          NULL);
-        (void)why;
+        sk_X509_pop_free(a->chain, X509_free);
+        a->chain = NULL;
         start_attest(a);
+        return;
+    }
+    if (code == SIGIL_RPC_PERMISSION_DENIED) {
+        teardown(a);
+        refused(a,
+                strstr(message, "banned") != NULL ? "the server says this agent is banned"
+                                                  : "the server refuses this agent",
+                code, message);
         return;
     }
     unreachable(a, code, message);
@@ -935,6 +944,8 @@ batch_done(void *ud, int code, const char *message, const uint8_t *resp, size_t 
         sigil_log_kv(SIGIL_LOG_WARN, COMP, "BatchSignX509SVID failed", "status",
                      sigil_rpc_code_name(code), "reason",
                      code == SIGIL_RPC_OK ? "malformed response" : message, NULL);
+    if (is_about_agent(code))
+        later(a, node_failed, code, message);
     for (k = 0; k < bt->n; k++) {
         struct ent *e = ent_get(a, bt->ids[k]);
         const char *why = "no answer for this entry";
@@ -1071,7 +1082,7 @@ renew_done(void *ud, int code, const char *message, const uint8_t *resp, size_t 
         sigil_log_kv(SIGIL_LOG_WARN, COMP, "agent SVID renewal failed", "status",
                      sigil_rpc_code_name(code), "reason", message, NULL);
         a->renew_at = time(NULL) + SIGN_RETRY_S;
-        if (is_banned(code, message) || is_unknown_agent(code, message))
+        if (is_about_agent(code))
             later(a, node_failed, code, message);
         goto out;
     }
@@ -1212,7 +1223,10 @@ jwt_done(void *ud, int code, const char *message, const uint8_t *resp, size_t le
 
     if (code != SIGIL_RPC_OK) {
         jr->done(jr->ud, SIGIL_ERR_IO, NULL,
-                 code == SIGIL_RPC_UNAVAILABLE ? "the server is unreachable" : message);
+                 code == SIGIL_RPC_UNAVAILABLE ? "the server is unreachable"
+                                               : "the server refused the JWT-SVID");
+        if (jr->gen == a->gen && is_about_agent(code))
+            later(a, node_failed, code, message);
         goto out;
     }
     if ((r = sigil__node__v1__sign_jwtsvidresponse__unpack(NULL, len, resp)) == NULL ||

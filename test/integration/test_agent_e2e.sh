@@ -1,0 +1,202 @@
+#!/usr/bin/env bash
+# sigil-agent run against a real sigil-server and PostgreSQL: a join token with a fixed agent
+# path, an entry for this test's uid, the agent attests; `api fetch x509 --write` gets an SVID
+# that openssl verifies against the written bundle; a JWT-SVID that `api validate jwt`
+# accepts; a restart does not attest again (the token was single-use); with the server
+# stopped the agent keeps serving and logs the retry line; an entry created meanwhile
+# arrives once the server is back; short TTLs give `api watch` two rotations; a ban ends the
+# agent (exit 3) with the reason logged. One line per check, then "N passed, N failed".
+# Until sigil-server serves the node API (node_api.listen), the node API part is skipped
+# and says so.
+set -uo pipefail
+SRC=${SIGIL_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+BUILD=${SIGIL_BUILD_DIR:-$SRC/build}
+SRV=$BUILD/server/sigil-server
+AGENT=$BUILD/agent/sigil-agent
+for b in "$SRV" "$AGENT"; do
+  [ -x "$b" ] || { echo "not ok - $b is not built"; echo "0 passed, 1 failed"; exit 1; }
+done
+PGDIR=$BUILD/pg-agent-e2e
+PG=$SRC/deploy/local/pg
+"$PG" start "$PGDIR" >/dev/null || { echo "not ok - cannot start PostgreSQL"; exit 1; }
+SOCK=$PGDIR/socket
+DB=sigil_agent_e2e_$$
+TMP=$(mktemp -d /tmp/sigil-ae.XXXXXX)
+SRV_PID=
+AGENT_PID=
+WATCH_PID=
+cleanup() {
+  for p in $WATCH_PID $AGENT_PID $SRV_PID; do kill -CONT "$p" 2>/dev/null; kill -TERM "$p" 2>/dev/null || true; done
+  for p in $WATCH_PID $AGENT_PID $SRV_PID; do wait "$p" 2>/dev/null || true; done
+  psql -h "$SOCK" -U sigil -d postgres -qc "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true
+  "$PG" stop "$PGDIR" >/dev/null 2>&1 || true
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+passed=0
+failed=0
+ok() { echo "ok - $*"; passed=$((passed + 1)); }
+notok() { echo "not ok - $*"; failed=$((failed + 1)); }
+check() { # description, then a command
+  local what=$1
+  shift
+  if "$@" >/dev/null 2>&1; then ok "$what"; else notok "$what"; fi
+}
+finish() {
+  echo "$passed passed, $failed failed"
+  [ "$failed" = 0 ]
+  exit $?
+}
+# waits up to $1 seconds for a command to succeed
+until_ok() {
+  local secs=$1 i
+  shift
+  for i in $(seq 1 $((secs * 5))); do
+    "$@" >/dev/null 2>&1 && return 0
+    sleep 0.2
+  done
+  return 1
+}
+free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+psql -h "$SOCK" -U sigil -d postgres -qc "CREATE DATABASE $DB" || { echo "not ok - createdb"; exit 1; }
+TD=example.org
+ADMIN=$TMP/admin.sock
+API=$TMP/api.sock
+NODE_PORT=$(free_port)
+UID_=$(id -u)
+AGENT_ID=spiffe://$TD/sigil/agent/e2e-node
+export SIGIL_ADMIN_SOCKET=$ADMIN
+
+cat >"$TMP/server.yaml" <<EOF
+trust_domain: $TD
+database:
+  conninfo: host=$SOCK user=sigil dbname=$DB
+  pool_size: 2
+admin:
+  socket_path: $ADMIN
+node_api:
+  listen: 127.0.0.1:$NODE_PORT
+ca:
+  key_dir: $TMP/keys
+policy:
+  tier: off
+  x509_ttl:
+    min: 2s
+  jwt_ttl:
+    min: 2s
+log:
+  level: info
+EOF
+
+start_server() {
+  "$SRV" run --config "$TMP/server.yaml" >>"$TMP/server.log" 2>&1 &
+  SRV_PID=$!
+  until_ok 30 "$SRV" healthcheck --admin-socket "$ADMIN"
+}
+stop_server() {
+  kill -TERM "$SRV_PID" 2>/dev/null
+  wait "$SRV_PID" 2>/dev/null
+  SRV_PID=
+}
+start_agent() {
+  "$AGENT" run --config "$TMP/agent.yaml" "$@" >>"$TMP/agent.log" 2>&1 &
+  AGENT_PID=$!
+}
+
+start_server
+check "sigil-server runs (admin socket up)" test -S "$ADMIN"
+until_ok 10 "$SRV" bundle show
+"$SRV" bundle show >"$TMP/bootstrap.pem" 2>"$TMP/bundle.err"
+check "the server's bundle as PEM for the agent's first connection" openssl x509 -in "$TMP/bootstrap.pem" -noout
+
+if ! until_ok 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$NODE_PORT"; then
+  echo "ok - # SKIP the node API part: this sigil-server does not serve node_api.listen yet"
+  finish
+fi
+# The agent side was written against proto/node.proto before the server side existed; until
+# this part has passed against sigil-server's node API it runs only when asked for.
+if [ "${SIGIL_AGENT_E2E:-0}" != 1 ]; then
+  echo "ok - # SKIP the node API part: set SIGIL_AGENT_E2E=1 to run it"
+  finish
+fi
+
+"$SRV" token generate --ttl 10m --agent-path /sigil/agent/e2e-node >"$TMP/token.out" 2>&1
+TOKEN=$(sed -nE 's/^Token +: ([A-Za-z0-9_-]+)$/\1/p' "$TMP/token.out")
+check "a join token with a fixed agent path" test -n "$TOKEN"
+"$SRV" entry create --spiffe-id "spiffe://$TD/e2e/w1" --parent-id "$AGENT_ID" \
+  --selector "unix:uid:$UID_" --x509-ttl 6s --jwt-ttl 1m >"$TMP/e1.out" 2>&1
+check "an entry for this uid under the agent's ID" grep -q "Entry created" "$TMP/e1.out"
+
+cat >"$TMP/agent.yaml" <<EOF
+trust_domain: $TD
+server_address: 127.0.0.1:$NODE_PORT
+trust_bundle_path: $TMP/bootstrap.pem
+data_dir: $TMP/agent-data
+workload_api:
+  socket_path: $API
+workload_attestors: [unix]
+retry:
+  initial: 200ms
+  max: 2s
+log:
+  level: debug
+EOF
+
+fetch() { "$AGENT" api fetch x509 --socket "$API" --timeout 3 "$@"; }
+start_agent --join-token "$TOKEN"
+check "the agent attests and the workload gets its SVID" until_ok 30 fetch
+check "... the agent logged its attestation" grep -q "node attested" "$TMP/agent.log"
+check "... its SVID and key kept 0600" test "$(stat -c %a "$TMP/agent-data/agent.pem")" = 600
+rm -rf "$TMP/out" && mkdir "$TMP/out"
+fetch --write "$TMP/out" >"$TMP/fetch.out" 2>&1
+check "api fetch x509 --write" test -s "$TMP/out/svid.0.pem"
+check "openssl verify accepts the SVID against the written bundle" \
+  openssl verify -CAfile "$TMP/out/bundle.0.pem" -untrusted "$TMP/out/svid.0.pem" "$TMP/out/svid.0.pem"
+check "... it is spiffe://$TD/e2e/w1" grep -q "spiffe://$TD/e2e/w1" "$TMP/fetch.out"
+"$AGENT" api fetch jwt --audience x --socket "$API" >"$TMP/jwt.out" 2>&1
+JWT=$(awk '/^token\(/ {getline; gsub(/[ \t]/, ""); print; exit}' "$TMP/jwt.out")
+check "api fetch jwt --audience x" test -n "$JWT"
+check "api validate jwt accepts it" "$AGENT" api validate jwt --audience x --token "$JWT" --socket "$API"
+check "... and refuses it for another audience" bash -c "! '$AGENT' api validate jwt --audience y --token '$JWT' --socket '$API'"
+
+# restart: the stored SVID is used, the single-use token is not needed
+kill -TERM "$AGENT_PID"; wait "$AGENT_PID"
+check "the agent stops on SIGTERM with status 0" test $? = 0
+start_agent
+check "after a restart the workload gets its SVID again" until_ok 30 fetch
+check "... without attesting again (saved SVID used)" grep -q "using the saved agent SVID" "$TMP/agent.log"
+check "... exactly one attestation in the log" test "$(grep -c 'node attested' "$TMP/agent.log")" = 1
+
+# rotations seen by a streaming client (6 s SVIDs: one every ~3 s)
+"$AGENT" api watch --socket "$API" >"$TMP/watch.out" 2>&1 &
+WATCH_PID=$!
+check "api watch sees at least 2 rotations" until_ok 20 bash -c "test \$(grep -c '^Update' '$TMP/watch.out') -ge 2"
+kill -TERM "$WATCH_PID" 2>/dev/null; wait "$WATCH_PID" 2>/dev/null; WATCH_PID=
+
+# the server goes away: the cache serves, the retry line is logged
+stop_server
+sleep 1
+check "with the server stopped the workload still gets its SVID" fetch
+check "... and the agent logs the retry line" until_ok 10 grep -q "server unreachable, serving cached SVIDs; retrying in" "$TMP/agent.log"
+# an entry created while the agent is away: the agent is held (SIGSTOP) while the server
+# comes back and the entry is made, then resumes its retries and must catch up
+kill -STOP "$AGENT_PID"
+start_server
+"$SRV" entry create --spiffe-id "spiffe://$TD/e2e/w2" --parent-id "$AGENT_ID" \
+  --selector "unix:uid:$UID_" >"$TMP/e2.out" 2>&1
+check "an entry created while the agent is away" grep -q "Entry created" "$TMP/e2.out"
+kill -CONT "$AGENT_PID"
+check "an entry created while the agent was away arrives" until_ok 30 bash -c "'$AGENT' api fetch x509 --socket '$API' | grep -q 'spiffe://$TD/e2e/w2'"
+
+# ban: the agent says so and exits with 3
+"$SRV" agent ban --spiffe-id "$AGENT_ID" >"$TMP/ban.out" 2>&1
+check "sigil-server agent ban" test $? = 0
+for i in $(seq 1 100); do kill -0 "$AGENT_PID" 2>/dev/null || break; sleep 0.2; done
+wait "$AGENT_PID"
+rc=$?
+AGENT_PID=
+check "the banned agent exits with status 3" test "$rc" = 3
+check "... logging the ban" grep -q "banned" "$TMP/agent.log"
+finish
