@@ -28,6 +28,7 @@
 #include "agent.h"
 #include "cli.h"
 #include "node.pb-c.h"
+#include "nodeattest.h"
 #include "sigil/bundle.h"
 #include "sigil/err.h"
 #include "sigil/jwtsvid.h"
@@ -43,7 +44,7 @@ extern char **environ;
 #define X509_TTL 6
 #define AGENT_TTL 8 /* renewed at about 4 s */
 
-enum cmd { CMD_NONE, CMD_STOP, CMD_START, CMD_ADD_ENTRY, CMD_BAN, CMD_QUIT };
+enum cmd { CMD_NONE, CMD_STOP, CMD_START, CMD_ADD_ENTRY, CMD_BAN, CMD_EVICT, CMD_QUIT };
 
 /* The fake server: everything below runs on its loop, except the atomics and cmd. */
 static struct {
@@ -59,7 +60,11 @@ static struct {
     EVP_PKEY *root_key, *server_key, *jwt_key;
     char *bundle_json;
     size_t bundle_len;
-    bool two_entries, banned, token_used;
+    bool two_entries, banned, token_used, evicted;
+    /* x509pop: the challenge in flight */
+    uint8_t nonce[32];
+    struct sigil_buf pop_csr;
+    EVP_PKEY *pop_pub;
     struct sigil_rpc_call *sync_call, *bundle_call;
     atomic_int attests, signs, jwts, renews, syncs;
     atomic_ullong last_since;
@@ -104,6 +109,82 @@ send_msg(struct sigil_rpc_call *call, const ProtobufCMessage *m)
     free(buf);
 }
 
+/* Sends the AttestResult for the CSR. */
+static void
+attest_ok(struct sigil_rpc_call *call, const uint8_t *csr, size_t csr_len, bool reattestable)
+{
+    Sigil__Node__V1__AttestResponse resp = SIGIL__NODE__V1__ATTEST_RESPONSE__INIT;
+    Sigil__Node__V1__AttestResult res = SIGIL__NODE__V1__ATTEST_RESULT__INIT;
+    struct sigil_buf chain = {0};
+
+    if (mint_from_csr(csr, csr_len, AGENT_ID, AGENT_TTL, &chain) != 0) {
+        sigil_rpc_call_finish(call, SIGIL_RPC_INVALID_ARGUMENT, "bad csr", NULL, 0);
+        return;
+    }
+    fk.attests++;
+    fk.evicted = false;
+    res.spiffe_id = AGENT_ID;
+    res.svid_chain.data = chain.data;
+    res.svid_chain.len = chain.len;
+    res.bundle.data = (uint8_t *)fk.bundle_json;
+    res.bundle.len = fk.bundle_len;
+    res.reattestable = reattestable;
+    resp.step_case = SIGIL__NODE__V1__ATTEST_RESPONSE__STEP_RESULT;
+    resp.result = &res;
+    send_msg(call, &resp.base);
+    sigil_rpc_call_finish(call, SIGIL_RPC_OK, NULL, NULL, 0);
+    sigil_buf_free(&chain);
+}
+
+/* x509pop: params -> a nonce challenge; the response must sign it (checked with the leaf's
+ * public key over the message the agent's attestor builds, verified independently in
+ * agent_nodeattest_test). */
+static void
+pop_step(struct sigil_rpc_call *call, const Sigil__Node__V1__AttestRequest *req)
+{
+    Sigil__Node__V1__AttestResponse resp = SIGIL__NODE__V1__ATTEST_RESPONSE__INIT;
+    struct sigil_buf msg = {0};
+    STACK_OF(X509) *chain = NULL;
+    EVP_MD_CTX *md = NULL;
+    const char *why = NULL;
+
+    if (req->step_case == SIGIL__NODE__V1__ATTEST_REQUEST__STEP_PARAMS) {
+        if (sigil_x509_chain_parse_der(req->params->payload.data, req->params->payload.len, &chain,
+                                       &why) != 0 ||
+            X509_verify(sk_X509_value(chain, 0), fk.root_key) != 1) {
+            sigil_rpc_call_finish(call, SIGIL_RPC_PERMISSION_DENIED, "bad node certificate", NULL,
+                                  0);
+            goto out;
+        }
+        EVP_PKEY_free(fk.pop_pub);
+        fk.pop_pub = X509_get_pubkey(sk_X509_value(chain, 0));
+        sigil_buf_free(&fk.pop_csr);
+        assert_int_equal(sigil_buf_append(&fk.pop_csr, req->params->csr.data, req->params->csr.len),
+                         0);
+        for (size_t i = 0; i < sizeof fk.nonce; i++)
+            fk.nonce[i] = (uint8_t)rand();
+        resp.step_case = SIGIL__NODE__V1__ATTEST_RESPONSE__STEP_CHALLENGE;
+        resp.challenge.data = fk.nonce;
+        resp.challenge.len = sizeof fk.nonce;
+        send_msg(call, &resp.base);
+        goto out;
+    }
+    assert_int_equal(
+        sigil_x509pop_message(fk.nonce, sizeof fk.nonce, fk.pop_csr.data, fk.pop_csr.len, &msg), 0);
+    md = EVP_MD_CTX_new();
+    if (fk.pop_pub == NULL || EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, fk.pop_pub) != 1 ||
+        EVP_DigestVerify(md, req->challenge_response.data, req->challenge_response.len, msg.data,
+                         msg.len) != 1) {
+        sigil_rpc_call_finish(call, SIGIL_RPC_PERMISSION_DENIED, "bad proof", NULL, 0);
+        goto out;
+    }
+    attest_ok(call, fk.pop_csr.data, fk.pop_csr.len, true);
+out:
+    EVP_MD_CTX_free(md);
+    sigil_buf_free(&msg);
+    sk_X509_pop_free(chain, X509_free);
+}
+
 static void
 attest_msg(struct sigil_rpc_call *call, void *ud, const uint8_t *msg, size_t len)
 {
@@ -113,6 +194,12 @@ attest_msg(struct sigil_rpc_call *call, void *ud, const uint8_t *msg, size_t len
     struct sigil_buf chain = {0};
 
     (void)ud;
+    if (req != NULL &&
+        (req->step_case == SIGIL__NODE__V1__ATTEST_REQUEST__STEP_CHALLENGE_RESPONSE ||
+         strcmp(req->params->attestation_type, "x509pop") == 0)) {
+        pop_step(call, req);
+        goto out;
+    }
     if (req == NULL || req->step_case != SIGIL__NODE__V1__ATTEST_REQUEST__STEP_PARAMS ||
         strcmp(req->params->attestation_type, "join_token") != 0 ||
         req->params->payload.len != strlen(TOKEN) ||
@@ -171,6 +258,10 @@ agent_ok(struct sigil_rpc_call *call)
     }
     if (fk.banned) {
         sigil_rpc_call_finish(call, SIGIL_RPC_PERMISSION_DENIED, "agent is banned", NULL, 0);
+        return false;
+    }
+    if (fk.evicted) {
+        sigil_rpc_call_finish(call, SIGIL_RPC_UNAUTHENTICATED, "unknown agent (evicted)", NULL, 0);
         return false;
     }
     return true;
@@ -430,6 +521,13 @@ cmd_timer(uv_timer_t *t)
                                   NULL, 0);
         fk.sync_call = NULL;
         break;
+    case CMD_EVICT:
+        fk.evicted = true;
+        if (fk.sync_call != NULL)
+            sigil_rpc_call_finish(fk.sync_call, SIGIL_RPC_PERMISSION_DENIED, "agent evicted", NULL,
+                                  0);
+        fk.sync_call = NULL;
+        break;
     case CMD_QUIT:
         if (fk.srv != NULL)
             server_stop();
@@ -656,19 +754,100 @@ setup_pki(void)
 }
 
 static void
-write_config(void)
+write_config(const char *pop)
 {
-    char yaml[2048];
+    char yaml[2048], evidence[512];
     int n;
 
+    if (pop != NULL)
+        snprintf(evidence, sizeof evidence,
+                 "x509pop:\n  cert_path: %s/node.pem\n  key_path: %s/node.key\n", pop, pop);
+    else
+        snprintf(evidence, sizeof evidence, "join_token: %s\n", TOKEN);
     n = snprintf(yaml, sizeof yaml,
                  "trust_domain: %s\nserver_address: 127.0.0.1:%d\n"
                  "trust_bundle_path: %s/bootstrap.pem\ndata_dir: %s/data\n"
-                 "join_token: %s\nworkload_api:\n  socket_path: %s\n"
+                 "%sworkload_api:\n  socket_path: %s\n"
                  "workload_attestors: [unix]\nlog:\n  level: debug\n"
                  "retry:\n  initial: 200ms\n  max: 1s\n",
-                 TD, fk.port, dir, dir, TOKEN, sock_path);
+                 TD, fk.port, dir, dir, evidence, sock_path);
     write_file(cfg_path, yaml, (size_t)n);
+}
+
+/* A temporary directory, the PKI, the fake server on its thread, the agent's config (x509pop
+ * evidence when pop is set, else the join token). */
+/* The x509pop node certificate (issued by the test root) and its key, in dir. */
+static void
+write_node_cert(void)
+{
+    struct sigil_spiffeid sid;
+    struct sigil_x509_leaf_params lp = {.id = &sid};
+    EVP_PKEY *key = NULL;
+    X509 *leaf = NULL;
+    struct sigil_buf pem = {0};
+    const char *why = NULL;
+    char p[160];
+
+    assert_int_equal(sigil_spiffeid_from_parts(TD, "/node/n1", &sid, &why), 0);
+    lp.not_before = time(NULL) - 60;
+    lp.not_after = time(NULL) + 3600;
+    assert_int_equal(sigil_x509_key_generate(&key), 0);
+    assert_int_equal(sigil_x509_mint_leaf(&lp, key, fk.root, fk.root_key, &leaf, &why), 0);
+    assert_int_equal(sigil_x509_cert_to_pem(leaf, &pem), 0);
+    snprintf(p, sizeof p, "%s/node.pem", dir);
+    write_file(p, pem.data, pem.len);
+    snprintf(p, sizeof p, "%s/node.key", dir);
+    assert_int_equal(sigil_x509_key_write_file(p, key), 0);
+    sigil_buf_free(&pem);
+    X509_free(leaf);
+    EVP_PKEY_free(key);
+}
+
+static void
+fake_up(bool pop)
+{
+    memset(&fk, 0, sizeof fk);
+    snprintf(dir, sizeof dir, "/tmp/agent_run_XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    snprintf(cfg_path, sizeof cfg_path, "%s/agent.yaml", dir);
+    snprintf(sock_path, sizeof sock_path, "%s/api.sock", dir);
+    snprintf(log_path, sizeof log_path, "%s/agent.log", dir);
+    setup_pki();
+    pthread_mutex_init(&fk.mu, NULL);
+    assert_int_equal(uv_loop_init(&fk.loop), 0);
+    server_start();
+    uv_timer_init(&fk.loop, &fk.timer);
+    uv_timer_start(&fk.timer, cmd_timer, 20, 20);
+    if (pop)
+        write_node_cert();
+    write_config(pop ? dir : NULL);
+    assert_int_equal(pthread_create(&fk.thread, NULL, server_thread, NULL), 0);
+}
+
+static void
+fake_down(void)
+{
+    char cmd[200];
+
+    command(CMD_QUIT);
+    pthread_join(fk.thread, NULL);
+    uv_loop_close(&fk.loop);
+    pthread_mutex_destroy(&fk.mu);
+    sigil_tls_ctx_free(fk.tls);
+    X509_free(fk.root);
+    X509_free(fk.server_cert);
+    EVP_PKEY_free(fk.root_key);
+    EVP_PKEY_free(fk.server_key);
+    EVP_PKEY_free(fk.jwt_key);
+    EVP_PKEY_free(fk.pop_pub);
+    sigil_buf_free(&fk.pop_csr);
+    free(fk.bundle_json);
+    if (getenv("SIGIL_KEEP_TEST_DIR") != NULL) {
+        fprintf(stderr, "kept %s\n", dir);
+        return;
+    }
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
 }
 
 static void
@@ -683,19 +862,7 @@ test_run(void **state)
     bool rotated = false, exited = false;
 
     (void)state;
-    snprintf(dir, sizeof dir, "/tmp/agent_run_XXXXXX");
-    assert_non_null(mkdtemp(dir));
-    snprintf(cfg_path, sizeof cfg_path, "%s/agent.yaml", dir);
-    snprintf(sock_path, sizeof sock_path, "%s/api.sock", dir);
-    snprintf(log_path, sizeof log_path, "%s/agent.log", dir);
-    setup_pki();
-    pthread_mutex_init(&fk.mu, NULL);
-    assert_int_equal(uv_loop_init(&fk.loop), 0);
-    server_start();
-    uv_timer_init(&fk.loop, &fk.timer);
-    uv_timer_start(&fk.timer, cmd_timer, 20, 20);
-    write_config();
-    assert_int_equal(pthread_create(&fk.thread, NULL, server_thread, NULL), 0);
+    fake_up(false);
 
     /* attests once, the workload gets its SVID */
     agent = start_agent();
@@ -776,22 +943,31 @@ test_run(void **state)
     assert_int_equal(WEXITSTATUS(st), SIGIL_AGENT_EXIT_BANNED);
     assert_true(log_has("the server refused the node attestation"));
 
-    command(CMD_QUIT);
-    pthread_join(fk.thread, NULL);
-    uv_loop_close(&fk.loop);
-    sigil_tls_ctx_free(fk.tls);
-    X509_free(fk.root);
-    X509_free(fk.server_cert);
-    EVP_PKEY_free(fk.root_key);
-    EVP_PKEY_free(fk.server_key);
-    EVP_PKEY_free(fk.jwt_key);
-    free(fk.bundle_json);
-    if (getenv("SIGIL_KEEP_TEST_DIR") != NULL) {
-        fprintf(stderr, "kept %s\n", dir);
-        return;
-    }
-    snprintf(out, sizeof out, "rm -rf '%s'", dir);
-    assert_int_equal(system(out), 0);
+    fake_down();
+}
+
+/* x509pop: the nonce challenge answered, a re-attestable agent; evicted, it attests again
+ * with the same evidence and keeps serving. */
+static void
+test_x509pop_evict(void **state)
+{
+    pid_t agent;
+    int i;
+
+    (void)state;
+    fake_up(true);
+    agent = start_agent();
+    assert_true(wait_fetch("spiffe://example.org/workload/w1", 15));
+    assert_int_equal(fk.attests, 1);
+    assert_true(log_has("attestor=x509pop"));
+    command(CMD_EVICT);
+    for (i = 0; i < 100 && fk.attests < 2; i++)
+        usleep(100000);
+    assert_int_equal(fk.attests, 2);
+    assert_true(log_has("the server no longer knows this agent; attesting again"));
+    assert_true(wait_fetch("spiffe://example.org/workload/w1", 15));
+    assert_int_equal(stop_agent(agent), 0);
+    fake_down();
 }
 
 int
@@ -799,6 +975,7 @@ main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_run),
+        cmocka_unit_test(test_x509pop_evict),
     };
 
     signal(SIGPIPE, SIG_IGN);
