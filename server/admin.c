@@ -349,67 +349,78 @@ post_bad_body(struct job *j, const json_error_t *jerr)
     return 0;
 }
 
-/* PATCH: the policy judges the entry as it would be after the patch. Between reading and
- * writing another change may land; the store's update is one transaction of its own. */
+/* What the PATCH hook needs and keeps: the team it computed lives here until the write. */
+struct patch_check {
+    struct job *j;
+    unsigned fields; /* of the patch */
+    char *team;
+};
+
+/* Runs inside the update's transaction on the locked row: the caller must be allowed to write
+ * both the entry as it is and as it would be, and the policy judges the merged result, so a
+ * concurrent PATCH can neither be lost nor slip a combination past the policy. */
+static int
+patch_hook(void *arg, const struct sigil_store_entry *before, struct sigil_store_entry *m,
+           struct sigil_store_err *serr)
+{
+    struct patch_check *pc = arg;
+    struct job *j = pc->j;
+    const char *outside = NULL;
+    int32_t x509 = 0, jwt = 0;
+    int st;
+
+    /* a retried transaction runs the hook again */
+    free(pc->team);
+    pc->team = NULL;
+    if (!may_write(j, before->spiffe_id))
+        outside = before->spiffe_id;
+    else if ((pc->fields & SIGIL_STORE_F_SPIFFE_ID) && !may_write(j, m->spiffe_id))
+        outside = m->spiffe_id;
+    if (outside != NULL) {
+        /* a long ID is cut to leave room for the advice */
+        snprintf(serr->code, sizeof serr->code, "auth.outside_prefix");
+        snprintf(serr->message, sizeof serr->message,
+                 "%.300s is outside your teams' prefixes: a team admin writes only under them",
+                 outside);
+        return SIGIL_ERR_DENIED;
+    }
+    if ((st = policy_check(j->policy, m, &x509, &jwt, &pc->team, serr)) != 0)
+        return st == 400 ? SIGIL_ERR_INVALID : SIGIL_ERR_INTERNAL;
+    if (pc->fields & SIGIL_STORE_F_X509_TTL)
+        m->x509_ttl = x509;
+    if (pc->fields & SIGIL_STORE_F_JWT_TTL)
+        m->jwt_ttl = jwt;
+    /* the team follows the ID; an unchanged ID keeps the stored team */
+    if (pc->fields & SIGIL_STORE_F_SPIFFE_ID)
+        m->team = pc->team;
+    return 0;
+}
+
+/* PATCH: read (locked), authorization, policy on the merged result and write are one
+ * transaction in the store, with patch_hook judging in between. */
 static int
 work_patch(struct sigil_db_conn *c, struct job *j)
 {
-    struct sigil_store_entry patch = {0}, cur = {0}, view, out = {0};
-    int32_t x509 = 0, jwt = 0;
-    char *team = NULL;
+    struct sigil_store_entry patch = {0}, out = {0};
+    struct patch_check pc = {.j = j};
     json_t *body = NULL;
-    int r, st;
+    int r;
 
-    if ((r = sigil_store_entry_from_json(j->body, SIGIL_STORE_JSON_PATCH, &patch, &j->serr)) != 0 ||
-        (r = sigil_store_entry_get(c, j->id, &cur, &j->serr)) != 0) {
+    if ((r = sigil_store_entry_from_json(j->body, SIGIL_STORE_JSON_PATCH, &patch, &j->serr)) != 0) {
         post_store_error(j, r);
         goto out;
     }
-    if (!may_write(j, cur.spiffe_id) ||
-        ((patch.fields & SIGIL_STORE_F_SPIFFE_ID) && !may_write(j, patch.spiffe_id))) {
-        post_outside(j, may_write(j, cur.spiffe_id) ? patch.spiffe_id : cur.spiffe_id);
-        goto out;
-    }
-    /* view borrows from cur and patch: never freed itself */
-    view = cur;
-    if (patch.fields & SIGIL_STORE_F_SPIFFE_ID)
-        view.spiffe_id = patch.spiffe_id;
-    if (patch.fields & SIGIL_STORE_F_PARENT_ID)
-        view.parent_id = patch.parent_id;
-    if (patch.fields & SIGIL_STORE_F_SELECTORS)
-        view.selectors = patch.selectors;
-    if (patch.fields & SIGIL_STORE_F_X509_TTL)
-        view.x509_ttl = patch.x509_ttl;
-    if (patch.fields & SIGIL_STORE_F_JWT_TTL)
-        view.jwt_ttl = patch.jwt_ttl;
-    if (patch.fields & SIGIL_STORE_F_ADMIN)
-        view.admin = patch.admin;
-    if (patch.fields & SIGIL_STORE_F_DOWNSTREAM)
-        view.downstream = patch.downstream;
-    if ((st = policy_check(j->policy, &view, &x509, &jwt, &team, &j->serr)) != 0) {
-        post_json(j, st, error_json(j->serr.code, j->serr.message));
-        goto out;
-    }
-    if (patch.fields & SIGIL_STORE_F_X509_TTL)
-        patch.x509_ttl = x509;
-    if (patch.fields & SIGIL_STORE_F_JWT_TTL)
-        patch.jwt_ttl = jwt;
-    if (patch.fields & SIGIL_STORE_F_SPIFFE_ID) {
-        free(patch.team);
-        patch.team = team;
-        team = NULL;
-        patch.fields |= SIGIL_STORE_F_TEAM;
-    }
-    if ((r = sigil_store_entry_update(c, j->actor, j->id, &patch, &out, &j->serr)) != 0) {
+    pc.fields = patch.fields;
+    if ((r = sigil_store_entry_update_checked(c, j->actor, j->id, &patch, patch_hook, &pc, &out,
+                                              &j->serr)) != 0) {
         post_store_error(j, r);
         goto out;
     }
     sigil_store_entry_to_json(&out, &body);
     post_json(j, 200, body);
 out:
-    free(team);
+    free(pc.team);
     sigil_store_entry_free(&patch);
-    sigil_store_entry_free(&cur);
     sigil_store_entry_free(&out);
     return 0;
 }

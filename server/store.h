@@ -135,6 +135,20 @@ int sigil_store_entry_update(struct sigil_db_conn *c, const char *actor, const c
                              const struct sigil_store_entry *patch, struct sigil_store_entry *out,
                              struct sigil_store_err *err);
 
+/* Judges a patch inside the update's transaction: before is the locked row, merged the entry
+ * as it would be (borrowing; the hook may set its TTLs and point its team at memory the hook's
+ * arg owns until the update returns). Returns 0 to write, negative (with err set) to refuse. */
+typedef int (*sigil_store_entry_check_fn)(void *arg, const struct sigil_store_entry *before,
+                                          struct sigil_store_entry *merged,
+                                          struct sigil_store_err *err);
+/* sigil_store_entry_update with check run on the locked row (SELECT ... FOR UPDATE) and the
+ * merged result in the same transaction, so no change can land between check and write; it
+ * may run again on a retried transaction. Returns as sigil_store_entry_update or check's error. */
+int sigil_store_entry_update_checked(struct sigil_db_conn *c, const char *actor, const char *id,
+                                     const struct sigil_store_entry *patch,
+                                     sigil_store_entry_check_fn check, void *check_arg,
+                                     struct sigil_store_entry *out, struct sigil_store_err *err);
+
 /* Deletes entry id. Returns 0, SIGIL_ERR_NOTFOUND, INVALID or a database error. */
 int sigil_store_entry_delete(struct sigil_db_conn *c, const char *actor, const char *id,
                              struct sigil_store_err *err);

@@ -594,6 +594,8 @@ struct update {
     const char *actor;
     const char *id;
     const struct sigil_store_entry *patch;
+    sigil_store_entry_check_fn check;
+    void *check_arg;
     struct sigil_store_entry *out;
     struct sigil_store_err *err;
 };
@@ -622,9 +624,9 @@ update_body(struct sigil_db_conn *c, void *arg, int attempt)
     if (f & SIGIL_STORE_F_SELECTORS)
         m.selectors = p->selectors;
     if (f & SIGIL_STORE_F_X509_TTL)
-        m.x509_ttl = p->x509_ttl != 0 ? p->x509_ttl : SIGIL_STORE_DEFAULT_X509_TTL;
+        m.x509_ttl = p->x509_ttl;
     if (f & SIGIL_STORE_F_JWT_TTL)
-        m.jwt_ttl = p->jwt_ttl != 0 ? p->jwt_ttl : SIGIL_STORE_DEFAULT_JWT_TTL;
+        m.jwt_ttl = p->jwt_ttl;
     if (f & SIGIL_STORE_F_DNS_NAMES)
         m.dns_names = p->dns_names;
     if (f & SIGIL_STORE_F_FEDERATES_WITH)
@@ -639,6 +641,13 @@ update_body(struct sigil_db_conn *c, void *arg, int attempt)
         m.team = p->team;
     if (f & SIGIL_STORE_F_EXPIRES_AT)
         m.expires_at = p->expires_at;
+    /* the hook sees a TTL of 0 as given (the policy picks its own default for it) */
+    if (u->check != NULL && (r = u->check(u->check_arg, &before, &m, u->err)) != 0)
+        goto out;
+    if ((f & SIGIL_STORE_F_X509_TTL) && m.x509_ttl == 0)
+        m.x509_ttl = SIGIL_STORE_DEFAULT_X509_TTL;
+    if ((f & SIGIL_STORE_F_JWT_TTL) && m.jwt_ttl == 0)
+        m.jwt_ttl = SIGIL_STORE_DEFAULT_JWT_TTL;
     if ((r = sigil_store_entry_check(&m, u->err)) != 0)
         goto out;
     if ((canon = sigil_selector_set_to_string(&m.selectors)) == NULL) {
@@ -738,7 +747,16 @@ sigil_store_entry_update(struct sigil_db_conn *c, const char *actor, const char 
                          const struct sigil_store_entry *patch, struct sigil_store_entry *out,
                          struct sigil_store_err *err)
 {
-    struct update u = {actor, id, patch, out, err};
+    return sigil_store_entry_update_checked(c, actor, id, patch, NULL, NULL, out, err);
+}
+
+int
+sigil_store_entry_update_checked(struct sigil_db_conn *c, const char *actor, const char *id,
+                                 const struct sigil_store_entry *patch,
+                                 sigil_store_entry_check_fn check, void *check_arg,
+                                 struct sigil_store_entry *out, struct sigil_store_err *err)
+{
+    struct update u = {actor, id, patch, check, check_arg, out, err};
     int r;
 
     if (out != NULL)
