@@ -34,6 +34,8 @@
 #define CTYPE_MAX 127     /* bytes of a content type we accept from callers */
 #define QUERY_KEY_MAX 255 /* bytes of a decoded query parameter name we compare */
 #define LISTEN_BACKLOG 128
+/* the answer when even an error body cannot be built */
+#define ERR_OOM "{\"error\":{\"code\":\"http.internal\",\"message\":\"out of memory\"}}"
 
 /* Mozilla "intermediate" (TLS 1.2 part; TLS 1.3 suites are OpenSSL's defaults, the same). */
 static const char TLS12_CIPHERS[] =
@@ -287,11 +289,50 @@ reason_phrase(int status)
     return status < 500 ? "Client Error" : "Server Error";
 }
 
-/* {"error": reason} as a NUL-terminated string (caller frees), or NULL. */
-static char *
-error_json(const char *reason)
+/* The stable code of an error this layer answers by itself (schema/admin-api.yaml's Error). */
+static const char *
+status_code_name(int status)
 {
-    json_t *j = json_pack("{s:s}", "error", reason);
+    switch (status) {
+    case 400:
+        return "http.bad_request";
+    case 401:
+        return "http.unauthorized";
+    case 403:
+        return "http.forbidden";
+    case 404:
+        return "http.not_found";
+    case 405:
+        return "http.method_not_allowed";
+    case 409:
+        return "http.conflict";
+    case 413:
+        return "http.body_too_large";
+    case 417:
+        return "http.expectation_failed";
+    case 431:
+        return "http.headers_too_large";
+    case 500:
+        return "http.internal";
+    case 503:
+        return "http.busy";
+    }
+    return status < 500 ? "http.client_error" : "http.server_error";
+}
+
+/* {"error": {"code", "message"}} for status and message. Returns the new object, or NULL. */
+static json_t *
+error_obj(int status, const char *message)
+{
+    return json_pack("{s:{s:s,s:s}}", "error", "code", status_code_name(status), "message",
+                     message);
+}
+
+/* error_obj as a NUL-terminated string (caller frees), or NULL. */
+static char *
+error_json(int status, const char *message)
+{
+    json_t *j = error_obj(status, message);
     char *s = NULL;
 
     if (j != NULL)
@@ -391,7 +432,8 @@ finish(struct sigil_http_req *r, int status, const char *ctype, const void *body
         logf_(r->srv, "http: answer %d dropped: the client left", status);
         ret = ret != 0 ? ret : SIGIL_ERR_CANCELLED;
     } else if (status == 0) {
-        static const char oops[] = "{\"error\":\"the server built an invalid response\"}";
+        static const char oops[] = "{\"error\":{\"code\":\"http.internal\",\"message\":"
+                                   "\"the server built an invalid response\"}}";
         send_answer(r, 500, "application/json", oops, sizeof oops - 1);
     } else {
         send_answer(r, status, ctype, body, len);
@@ -439,7 +481,7 @@ sigil_http_respond_json(struct sigil_http_req *req, int status, json_t *json)
         s = json_dumps(json, JSON_COMPACT);
     json_decref(json);
     if (s == NULL) {
-        static const char oom[] = "{\"error\":\"out of memory\"}";
+        static const char oom[] = ERR_OOM;
         r = sigil_http_respond(req, 500, "application/json", oom, sizeof oom - 1);
         return r == 0 ? SIGIL_ERR_NOMEM : r;
     }
@@ -451,7 +493,7 @@ sigil_http_respond_json(struct sigil_http_req *req, int status, json_t *json)
 int
 sigil_http_respond_error(struct sigil_http_req *req, int status, const char *reason)
 {
-    return sigil_http_respond_json(req, status, json_pack("{s:s}", "error", reason));
+    return sigil_http_respond_json(req, status, error_obj(status, reason));
 }
 
 int
@@ -545,7 +587,7 @@ sigil_http_post_json(struct sigil_http_req *req, int status, json_t *json)
         s = json_dumps(json, JSON_COMPACT);
     json_decref(json);
     if (s == NULL) {
-        static const char oom[] = "{\"error\":\"out of memory\"}";
+        static const char oom[] = ERR_OOM;
         r = sigil_http_post(req, 500, "application/json", oom, sizeof oom - 1);
         return r == 0 ? SIGIL_ERR_NOMEM : r;
     }
@@ -567,7 +609,7 @@ on_posted(uv_async_t *a)
     for (; r != NULL; r = next) {
         next = r->post_next;
         if (r->post_err == SIGIL_ERR_NOMEM) {
-            static const char oom[] = "{\"error\":\"out of memory\"}";
+            static const char oom[] = ERR_OOM;
             finish(r, 500, "application/json", oom, sizeof oom - 1, SIGIL_ERR_NOMEM);
         } else if (r->post_err != 0) {
             finish(r, 0, NULL, NULL, 0, r->post_err);
@@ -753,7 +795,8 @@ on_req(h2o_handler_t *self, h2o_req_t *h)
     size_t hbytes = 0, plen;
 
     if (c == NULL || (r = calloc(1, sizeof *r)) == NULL) {
-        static const char e[] = "{\"error\":\"internal error\"}";
+        static const char e[] = "{\"error\":{\"code\":\"http.internal\",\"message\":"
+                                "\"internal error\"}}";
         h->res.status = 500;
         h->res.reason = "Internal Server Error";
         h2o_add_header(&h->pool, &h->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
@@ -837,7 +880,7 @@ errjson_add(h2o_req_t *req, h2o_ostream_t **slot)
              req->res.reason != NULL ? req->res.reason : reason_phrase(req->res.status));
     for (size_t k = 0; reason[k] != '\0'; k++)
         reason[k] = (char)ascii_lower((uint8_t)reason[k]);
-    if ((s = error_json(reason)) == NULL)
+    if ((s = error_json(req->res.status, reason)) == NULL)
         return slot;
     o = (struct errjson_ostream *)h2o_add_ostream(req, sizeof *o, slot);
     o->super.do_send = errjson_do_send;

@@ -183,7 +183,8 @@ sigil_cli_fmt_error(const char *body, size_t len, long status, char *code, size_
         return;
     }
     if (json_is_string(e = json_object_get(j, "error"))) {
-        /* {"error":"not found"}: what the HTTP layer says for a path it has no route for */
+        /* {"error":"not found"}: what an older server's HTTP layer said for a path it has no route
+         * for */
         fmt_safe_copy(head, sizeof head, json_string_value(e), json_string_length(e));
         snprintf(msg, msglen, "%s (HTTP %ld)", head, status);
         json_decref(j);

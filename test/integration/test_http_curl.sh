@@ -154,12 +154,12 @@ expect_has "server logged why it rejected the other CA's certificate" "$(cat err
 # ---- limits and errors ----
 head -c $((2 * 1024 * 1024)) /dev/zero >big
 expect "unix 2 MiB POST -> 413" "$(req "${U[@]}" --data-binary @big http://x/echo)" "413 1.1"
-expect_has "413 body is JSON with a reason" "$(cat body)" '{"error":"'
+expect_has "413 body is JSON with a code and a reason" "$(cat body)" '{"error":{"code":"http.body_too_large","message":"'
 expect_has "413 content type is JSON" "$(tr -d '\r' <hdr)" "content-type: application/json"
 expect "public TLS 2 MiB POST -> 413" "$(req "${P[@]}" --data-binary @big "$PURL/echo")" "413 1.1"
 expect "unix 2 MiB chunked POST -> 413" \
   "$(req "${U[@]}" -H 'Transfer-Encoding: chunked' --data-binary @big http://x/echo)" "413 1.1"
-expect_has "chunked 413 body is JSON" "$(cat body)" '{"error":"'
+expect_has "chunked 413 body is JSON" "$(cat body)" '{"error":{"code":"http.body_too_large","message":"'
 code=$(req "${M[@]}" --data-binary @big "$MURL/echo")
 case "$code" in
   200*) bad "mTLS HTTP/2 2 MiB POST is refused" "got $code" ;;
@@ -168,15 +168,16 @@ esac
 expect "POST /echo small body" "$(req "${U[@]}" --data-binary hello http://x/echo)" "200 1.1"
 expect "POST /echo body" "$(cat body)" '{"len":5}'
 expect "unix unknown path -> 404" "$(req "${U[@]}" http://x/nope)" "404 1.1"
-expect "404 body" "$(cat body)" '{"error":"not found"}'
+expect "404 body" "$(cat body)" '{"error":{"code":"http.not_found","message":"not found"}}'
 expect "mTLS unknown path -> 404 over HTTP/2" "$(req "${M[@]}" "$MURL/nope")" "404 2"
-expect "404 body over HTTP/2" "$(cat body)" '{"error":"not found"}'
+expect "404 body over HTTP/2" "$(cat body)" '{"error":{"code":"http.not_found","message":"not found"}}'
 expect "wrong method POST /live -> 405" "$(req "${U[@]}" -X POST http://x/live)" "405 1.1"
-expect "405 body" "$(cat body)" '{"error":"method not allowed"}'
+expect "405 body" "$(cat body)" '{"error":{"code":"http.method_not_allowed","message":"method not allowed"}}'
 expect_has "405 names the allowed method" "$(tr -d '\r' <hdr)" "allow: GET"
 hdrs=()
 for i in $(seq 70); do hdrs+=(-H "x-h$i: v"); done
 expect "70 request headers -> 431" "$(req "${U[@]}" "${hdrs[@]}" http://x/live)" "431 1.1"
+expect_has "431 body has code http.headers_too_large" "$(cat body)" '{"error":{"code":"http.headers_too_large","message":"'
 expect "public 70 request headers -> 431" "$(req "${P[@]}" "${hdrs[@]}" "$PURL/live")" "431 1.1"
 
 # ---- deferred answers from a worker thread ----

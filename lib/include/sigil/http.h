@@ -3,7 +3,7 @@
  * see only this interface. Listeners: a Unix socket (no TLS, callers known by SO_PEERCRED),
  * public TLS (HTTP/1.1 only) and mutual TLS (HTTP/2 and HTTP/1.1; a callback of ours turns the
  * client's chain into a SPIFFE ID). Request bodies are capped at 1 MiB, headers are capped,
- * and every error response is JSON: {"error":"<reason>"}.
+ * and every error response is JSON: {"error":{"code":"http.<kind>","message":"<reason>"}}.
  *
  * Threads: everything here runs on the loop's thread, except sigil_http_post and
  * sigil_http_post_json, which a worker thread calls to answer a deferred request.
@@ -162,7 +162,8 @@ bool sigil_http_req_is_http2(const struct sigil_http_req *req);
 int sigil_http_res_header(struct sigil_http_req *req, const char *name, const char *value);
 
 /* Answers req with status (200..599), content_type and len bytes of body (copied). A
- * status >= 400 that is not application/json is rewritten to {"error":"<reason phrase>"}.
+ * status >= 400 that is not application/json is rewritten to {"error":{"code":"http.<kind>",
+ * "message":"<reason phrase>"}}.
  * Always answers (bad arguments become a 500) and releases a deferred req. Returns 0,
  * SIGIL_ERR_CANCELLED if the client left (nothing sent), SIGIL_ERR_INVALID for bad
  * arguments, or SIGIL_ERR_STATE if req was already answered. */
@@ -174,7 +175,8 @@ int sigil_http_respond(struct sigil_http_req *req, int status, const char *conte
  * sigil_http_respond. */
 int sigil_http_respond_json(struct sigil_http_req *req, int status, json_t *json);
 
-/* Answers with status and {"error": reason}. Returns as sigil_http_respond. */
+/* Answers with status and {"error": {"code": "http.<kind of status>", "message": reason}}
+ * (http.not_found, http.busy, ...). Returns as sigil_http_respond. */
 int sigil_http_respond_error(struct sigil_http_req *req, int status, const char *reason);
 
 /* Called by a handler that will answer later, off its own call: from the loop with

@@ -587,15 +587,19 @@ test_server(void **state)
     assert_string_equal(results[0].body, "{\"status\":\"ok\"}");
     assert_true(results[0].json_ctype);
     assert_int_equal(results[1].status, 404);
-    assert_string_equal(results[1].body, "{\"error\":\"not found\"}");
+    assert_string_equal(results[1].body,
+                        "{\"error\":{\"code\":\"http.not_found\",\"message\":\"not found\"}}");
     assert_int_equal(results[2].status, 405);
     assert_true(results[2].has_allow_get);
-    assert_string_equal(results[2].body, "{\"error\":\"method not allowed\"}");
+    assert_string_equal(results[2].body, "{\"error\":{\"code\":\"http.method_not_allowed\","
+                                         "\"message\":\"method not allowed\"}}");
     assert_int_equal(results[3].status, 413);
     assert_true(results[3].json_ctype);
-    assert_non_null(strstr(results[3].body, "{\"error\":\""));
+    assert_non_null(
+        strstr(results[3].body, "{\"error\":{\"code\":\"http.body_too_large\",\"message\":\""));
     assert_int_equal(results[4].status, 431);
-    assert_non_null(strstr(results[4].body, "\"error\""));
+    assert_non_null(
+        strstr(results[4].body, "{\"error\":{\"code\":\"http.headers_too_large\",\"message\":\""));
     char want[128];
     snprintf(want, sizeof want, "\"uid\":%d,", (int)getuid());
     assert_non_null(strstr(results[5].body, want));
@@ -603,7 +607,8 @@ test_server(void **state)
     assert_int_equal(results[6].status, 202);
     assert_string_equal(results[6].body, "{\"deferred\":true}");
     assert_int_equal(results[7].status, 500);
-    assert_string_equal(results[7].body, "{\"error\":\"the handler did not answer\"}");
+    assert_string_equal(results[7].body, "{\"error\":{\"code\":\"http.internal\","
+                                         "\"message\":\"the handler did not answer\"}}");
     assert_int_equal(results[8].status, 200);
     assert_string_equal(results[8].body, "{\"name\":\"a b c\",\"path\":\"/q\"}");
     assert_int_equal(results[9].status, 200);
@@ -615,7 +620,8 @@ test_server(void **state)
     assert_string_equal(results[10].body, "{\"prefix\":\"/pre/fix/x\"}");
     assert_int_equal(results[11].status, 409);
     assert_true(results[11].json_ctype);
-    assert_string_equal(results[11].body, "{\"error\":\"conflict\"}");
+    assert_string_equal(results[11].body,
+                        "{\"error\":{\"code\":\"http.conflict\",\"message\":\"conflict\"}}");
     assert_int_equal(results[12].status, 400);
     assert_int_equal(results[13].status, 200);
     assert_string_equal(results[13].body, "{\"len\":7,\"json\":true}");
