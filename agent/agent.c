@@ -259,14 +259,12 @@ own_bundle_set(struct agent *a, struct sigil_bundle *b, bool save, const char **
 {
     int r;
 
-    if ((r = roots_from_bundle(a, b, why)) != 0)
-        goto fail;
-    if (save && (r = sigil_svidstore_save_bundle(a->cfg.data_dir, b, why)) != 0)
-        goto fail;
+    if ((r = roots_from_bundle(a, b, why)) != 0 ||
+        (save && (r = sigil_svidstore_save_bundle(a->cfg.data_dir, b, why)) != 0)) {
+        sigil_bundle_free(b);
+        return r;
+    }
     return sigil_cache_set_bundle(a->cache, b);
-fail:
-    sigil_bundle_free(b);
-    return r;
 }
 
 /* The TLS verify hook: the server's SVID must chain to our bundle and be the server's ID. */
@@ -557,37 +555,40 @@ attest_on_message(struct sigil_rpc_ccall *call, void *ud, const uint8_t *msg, si
     Sigil__Node__V1__AttestRequest req = SIGIL__NODE__V1__ATTEST_REQUEST__INIT;
     struct sigil_buf answer = {0};
     const char *why = "malformed AttestResponse";
+    bool ok = false;
 
     if (call != a->attest_call)
         return;
     if ((resp = sigil__node__v1__attest_response__unpack(NULL, len, msg)) == NULL)
-        goto fail;
+        goto out;
     if (resp->step_case == SIGIL__NODE__V1__ATTEST_RESPONSE__STEP_CHALLENGE) {
         if (a->na->answer(a->na_state, resp->challenge.data, resp->challenge.len,
                           a->attest_csr.data, a->attest_csr.len, &answer, &why) != 0)
-            goto fail;
+            goto out;
         req.step_case = SIGIL__NODE__V1__ATTEST_REQUEST__STEP_CHALLENGE_RESPONSE;
         req.challenge_response.data = answer.data;
         req.challenge_response.len = answer.len;
         if (attest_send(call, &req) != 0) {
             why = "cannot send the challenge response";
-            goto fail;
+            goto out;
         }
+        ok = true;
         goto out;
     }
     if (resp->step_case != SIGIL__NODE__V1__ATTEST_RESPONSE__STEP_RESULT ||
         attest_result(a, resp->result, &why) != 0)
-        goto fail;
+        goto out;
     a->attested = true;
     sigil_log_kv(SIGIL_LOG_INFO, COMP, "node attested", "spiffe_id", a->id.str, "attestor",
                  a->na->name, NULL);
     (void)sigil_rpc_ccall_close_send(call);
-    goto out;
-fail:
-    sigil_log_kv(SIGIL_LOG_ERROR, COMP, "attestation failed", "reason", why, NULL);
-    sigil_rpc_ccall_cancel(call); /* attest_on_end runs with CANCELLED */
+    ok = true;
 out:
-    sigil_buf_free(&answer);
+    if (!ok) {
+        sigil_log_kv(SIGIL_LOG_ERROR, COMP, "attestation failed", "reason", why, NULL);
+        sigil_rpc_ccall_cancel(call); /* attest_on_end runs with CANCELLED */
+    }
+    sigil_buf_freezero(&answer);
     sigil__node__v1__attest_response__free_unpacked(resp, NULL);
 }
 
@@ -693,63 +694,6 @@ out:
 
 /* ---- entry sync ---- */
 
-/* Puts one synced entry into the cache and the table. */
-static void
-entry_put(struct agent *a, const Sigil__Node__V1__Entry *e)
-{
-    struct sigil_selector_set sels = {0};
-    struct sigil_spiffeid sid;
-    const char *why = NULL;
-    bool found;
-    size_t i;
-    int r;
-
-    if (sigil_spiffeid_parse(e->spiffe_id, strlen(e->spiffe_id), &sid, &why) != 0)
-        goto bad;
-    for (i = 0; i < e->n_selectors; i++)
-        if ((r = sigil_selector_set_add_str(&sels, e->selectors[i], strlen(e->selectors[i]),
-                                            &why)) != 0)
-            goto bad;
-    if (sigil_cache_put_entry(a->cache, e->id, &sid, &sels, e->hint,
-                              (const char *const *)e->federates_with, e->n_federates_with,
-                              &why) != 0)
-        goto bad;
-    i = ent_find(a, e->id, &found);
-    if (found) {
-        if (!sigil_spiffeid_equal(&a->ents[i].sid, &sid))
-            a->ents[i].renew_at = 0; /* the cache dropped the SVID of the old ID */
-        a->ents[i].sid = sid;
-        a->ents[i].seen = true;
-        goto out;
-    }
-    if (a->nents == a->cap) {
-        size_t cap = a->cap ? a->cap * 2 : 64;
-        struct ent *n = realloc(a->ents, cap * sizeof *n);
-
-        if (n == NULL)
-            goto nomem;
-        a->ents = n;
-        a->cap = cap;
-    }
-    memmove(&a->ents[i + 1], &a->ents[i], (a->nents - i) * sizeof *a->ents);
-    memset(&a->ents[i], 0, sizeof a->ents[i]);
-    if ((a->ents[i].id = strdup(e->id)) == NULL) {
-        memmove(&a->ents[i], &a->ents[i + 1], (a->nents - i) * sizeof *a->ents);
-        goto nomem;
-    }
-    a->ents[i].sid = sid;
-    a->ents[i].seen = true;
-    a->nents++;
-    goto out;
-nomem:
-    why = "out of memory";
-    (void)sigil_cache_remove_entry(a->cache, e->id);
-bad:
-    sigil_log_kv(SIGIL_LOG_WARN, COMP, "entry skipped", "entry_id", e->id, "reason", why, NULL);
-out:
-    sigil_selector_set_free(&sels);
-}
-
 static void
 entry_remove(struct agent *a, const char *id)
 {
@@ -759,6 +703,60 @@ entry_remove(struct agent *a, const char *id)
     (void)sigil_cache_remove_entry(a->cache, id);
     if (found)
         ent_remove_at(a, i);
+}
+
+/* Puts one synced entry into the cache and the table. One that cannot be taken is dropped
+ * (with its older version: a stale entry must not keep issuing). */
+static void
+entry_put(struct agent *a, const Sigil__Node__V1__Entry *e)
+{
+    struct sigil_selector_set sels = {0};
+    struct sigil_spiffeid sid;
+    const char *why = NULL;
+    bool found, ok = false;
+    size_t i;
+
+    if (sigil_spiffeid_parse(e->spiffe_id, strlen(e->spiffe_id), &sid, &why) != 0)
+        goto out;
+    for (i = 0; i < e->n_selectors; i++)
+        if (sigil_selector_set_add_str(&sels, e->selectors[i], strlen(e->selectors[i]), &why) != 0)
+            goto out;
+    if (sigil_cache_put_entry(a->cache, e->id, &sid, &sels, e->hint,
+                              (const char *const *)e->federates_with, e->n_federates_with,
+                              &why) != 0)
+        goto out;
+    why = "out of memory";
+    i = ent_find(a, e->id, &found);
+    if (!found) {
+        if (a->nents == a->cap) {
+            size_t cap = a->cap ? a->cap * 2 : 64;
+            struct ent *n = realloc(a->ents, cap * sizeof *n);
+
+            if (n == NULL)
+                goto out;
+            a->ents = n;
+            a->cap = cap;
+        }
+        memmove(&a->ents[i + 1], &a->ents[i], (a->nents - i) * sizeof *a->ents);
+        memset(&a->ents[i], 0, sizeof a->ents[i]);
+        if ((a->ents[i].id = strdup(e->id)) == NULL) {
+            memmove(&a->ents[i], &a->ents[i + 1], (a->nents - i) * sizeof *a->ents);
+            goto out;
+        }
+        a->nents++;
+    } else if (!sigil_spiffeid_equal(&a->ents[i].sid, &sid)) {
+        a->ents[i].renew_at = 0; /* the cache dropped the SVID of the old ID */
+    }
+    a->ents[i].sid = sid;
+    a->ents[i].seen = true;
+    ok = true;
+out:
+    if (!ok) {
+        sigil_log_kv(SIGIL_LOG_WARN, COMP, "entry skipped", "entry_id", e->id, "reason",
+                     why != NULL ? why : "invalid", NULL);
+        entry_remove(a, e->id);
+    }
+    sigil_selector_set_free(&sels);
 }
 
 static void
@@ -990,6 +988,12 @@ batch_send(struct agent *a, time_t now)
     size_t blen;
     bool sent = false;
 
+    /* the tick runs every 250 ms: allocate nothing unless something is due */
+    for (i = 0; i < a->nents; i++)
+        if (!a->ents[i].inflight && a->ents[i].renew_at <= now)
+            break;
+    if (i == a->nents)
+        return false;
     if ((bt = calloc(1, sizeof *bt)) == NULL || (bt->ids = calloc(max, sizeof *bt->ids)) == NULL ||
         (bt->keys = calloc(max, sizeof *bt->keys)) == NULL ||
         (params = calloc(max, sizeof *params)) == NULL || (pp = calloc(max, sizeof *pp)) == NULL ||
@@ -1026,18 +1030,18 @@ batch_send(struct agent *a, time_t now)
     req.params = pp;
     blen = sigil__node__v1__batch_sign_x509_svidrequest__get_packed_size(&req);
     if ((buf = malloc(blen ? blen : 1)) == NULL)
-        goto undo;
+        goto out;
     sigil__node__v1__batch_sign_x509_svidrequest__pack(&req, buf);
     if (sigil_rpc_client_unary(a->cli, NODE "BatchSignX509SVID", NULL, 0, buf, blen,
                                (uint64_t)a->cfg.rpc_timeout_ms, batch_done, bt) != 0)
-        goto undo;
+        goto out;
     sigil_log(SIGIL_LOG_DEBUG, COMP, "sent %zu CSRs", n);
     a->batches_inflight++;
     bt = NULL;
     sent = true;
-    goto out;
-undo:
-    for (i = 0; i < n; i++) {
+out:
+    /* entries marked in flight for a batch that never left are retried later */
+    for (i = 0; !sent && bt != NULL && i < bt->n; i++) {
         struct ent *e = ent_get(a, bt->ids[i]);
 
         if (e != NULL) {
@@ -1045,7 +1049,6 @@ undo:
             e->renew_at = now + SIGN_RETRY_S;
         }
     }
-out:
     if (csrs != NULL)
         for (i = 0; i < max; i++)
             sigil_buf_free(&csrs[i]);
@@ -1072,63 +1075,51 @@ renew_done(void *ud, int code, const char *message, const uint8_t *resp, size_t 
     struct renew *rn = ud;
     struct agent *a = rn->a;
     Sigil__Node__V1__RenewAgentResponse *r = NULL;
-    STACK_OF(X509) *chain = NULL;
-    const char *why = NULL;
+    STACK_OF(X509) *chain = NULL, *rest = NULL;
+    struct sigil_spiffeid id;
+    const char *why = "malformed RenewAgentResponse", *twhy = NULL;
+    bool ok = false;
 
-    if (rn->gen != a->gen)
+    if (rn->gen != a->gen) {
+        ok = true; /* a connection since torn down: nothing to say */
         goto out;
+    }
     a->renewing = false;
     if (code != SIGIL_RPC_OK) {
-        sigil_log_kv(SIGIL_LOG_WARN, COMP, "agent SVID renewal failed", "status",
-                     sigil_rpc_code_name(code), "reason", message, NULL);
-        a->renew_at = time(NULL) + SIGN_RETRY_S;
+        why = message;
         if (is_about_agent(code))
             later(a, node_failed, code, message);
         goto out;
     }
-    if ((r = sigil__node__v1__renew_agent_response__unpack(NULL, len, resp)) == NULL) {
-        why = "malformed RenewAgentResponse";
-        goto fail;
+    if ((r = sigil__node__v1__renew_agent_response__unpack(NULL, len, resp)) == NULL ||
+        sigil_x509_chain_parse_der(r->svid_chain.data, r->svid_chain.len, &chain, &why) != 0 ||
+        sigil_x509_svid_verify(chain, a->roots, 0, NULL, &why) != 0 ||
+        sigil_x509_cert_spiffeid(sk_X509_value(chain, 0), &id, &why) != 0)
+        goto out;
+    if (!sigil_spiffeid_equal(&id, &a->id)) {
+        why = "the renewed SVID carries another SPIFFE ID";
+        goto out;
     }
-    if (sigil_x509_chain_parse_der(r->svid_chain.data, r->svid_chain.len, &chain, &why) != 0 ||
-        sigil_x509_svid_verify(chain, a->roots, 0, NULL, &why) != 0)
-        goto fail;
-    if (strcmp(sigil_spiffeid_path(&a->id), "") == 0) {
-        why = "internal: no agent ID";
-        goto fail;
-    }
-    {
-        struct sigil_spiffeid id, old = a->id;
-
-        if (sigil_x509_cert_spiffeid(sk_X509_value(chain, 0), &id, &why) != 0)
-            goto fail;
-        if (!sigil_spiffeid_equal(&id, &old)) {
-            why = "the renewed SVID carries another SPIFFE ID";
-            goto fail;
-        }
-    }
+    why = "cannot keep the renewed SVID";
     if (identity_set(a, chain, rn->key, &why) != 0 ||
         sigil_svidstore_save_agent(a->cfg.data_dir, a->chain, a->key, &why) != 0)
-        goto fail;
-    {
-        STACK_OF(X509) *rest = sk_X509_dup(a->chain);
-
-        /* handshakes from now on present the new SVID */
-        if (rest != NULL) {
-            (void)sk_X509_shift(rest);
-            if (sigil_tls_ctx_set_identity(a->tls, sk_X509_value(a->chain, 0), rest, a->key,
-                                           &why) != 0)
-                sigil_log_kv(SIGIL_LOG_WARN, COMP, "cannot present the renewed SVID", "reason", why,
-                             NULL);
-            sk_X509_free(rest);
-        }
-    }
+        goto out;
+    ok = true;
+    /* handshakes from now on present the new SVID */
+    if ((rest = sk_X509_dup(a->chain)) != NULL)
+        (void)sk_X509_shift(rest);
+    if (rest == NULL ||
+        sigil_tls_ctx_set_identity(a->tls, sk_X509_value(a->chain, 0), rest, a->key, &twhy) != 0)
+        sigil_log_kv(SIGIL_LOG_WARN, COMP, "cannot present the renewed SVID", "reason",
+                     twhy != NULL ? twhy : "out of memory", NULL);
     sigil_log_kv(SIGIL_LOG_INFO, COMP, "agent SVID renewed", "spiffe_id", a->id.str, NULL);
-    goto out;
-fail:
-    sigil_log_kv(SIGIL_LOG_WARN, COMP, "agent SVID renewal refused", "reason", why, NULL);
-    a->renew_at = time(NULL) + SIGN_RETRY_S;
 out:
+    if (!ok) {
+        sigil_log_kv(SIGIL_LOG_WARN, COMP, "agent SVID renewal failed", "status",
+                     sigil_rpc_code_name(code), "reason", why != NULL ? why : "", NULL);
+        a->renew_at = time(NULL) + SIGN_RETRY_S;
+    }
+    sk_X509_free(rest);
     sk_X509_pop_free(chain, X509_free);
     sigil__node__v1__renew_agent_response__free_unpacked(r, NULL);
     EVP_PKEY_free(rn->key);
@@ -1145,28 +1136,29 @@ renew_agent(struct agent *a)
     size_t n;
 
     if ((rn = calloc(1, sizeof *rn)) == NULL)
-        return;
+        goto out;
     rn->a = a;
     rn->gen = a->gen;
     if (sigil_x509_key_generate(&rn->key) != 0 || sigil_x509_csr_create(rn->key, &a->id, &csr) != 0)
-        goto fail;
+        goto out;
     req.csr.data = csr.data;
     req.csr.len = csr.len;
     n = sigil__node__v1__renew_agent_request__get_packed_size(&req);
     if ((buf = malloc(n ? n : 1)) == NULL)
-        goto fail;
+        goto out;
     sigil__node__v1__renew_agent_request__pack(&req, buf);
     if (sigil_rpc_client_unary(a->cli, NODE "RenewAgent", NULL, 0, buf, n,
                                (uint64_t)a->cfg.rpc_timeout_ms, renew_done, rn) != 0)
-        goto fail;
+        goto out;
     a->renewing = true;
     rn = NULL;
-    goto out;
-fail:
-    a->renew_at = time(NULL) + SIGN_RETRY_S;
-    EVP_PKEY_free(rn->key);
-    free(rn);
 out:
+    if (rn != NULL || !a->renewing) {
+        a->renew_at = time(NULL) + SIGN_RETRY_S;
+        if (rn != NULL)
+            EVP_PKEY_free(rn->key);
+        free(rn);
+    }
     free(buf);
     sigil_buf_free(&csr);
 }
@@ -1457,39 +1449,55 @@ signal_cb(uv_signal_t *s, int signum)
     stop(a, 0);
 }
 
-/* Loads the bundle (data_dir, else trust_bundle_path) and the saved agent SVID. */
+/* Loads our bundle: the one saved in data_dir, else the bootstrap trust_bundle_path. */
 static int
-load_state(struct agent *a)
+load_bundle(struct agent *a)
 {
     struct sigil_bundle *b = NULL;
-    STACK_OF(X509) *chain = NULL, *certs = NULL;
-    EVP_PKEY *key = NULL;
+    STACK_OF(X509) *certs = NULL;
     struct sigil_buf pem = {0};
     const char *why = NULL;
-    char path[4200];
     int r;
 
     r = sigil_svidstore_load_bundle(a->cfg.data_dir, a->cfg.td, &b, &why);
     if (r == SIGIL_ERR_INVALID)
         sigil_log_kv(SIGIL_LOG_WARN, COMP, "saved bundle unusable", "reason", why, NULL);
     if (r != 0) {
+        why = "no trust bundle: set trust_bundle_path (the server's root CA PEM)";
         if (a->cfg.trust_bundle_path == NULL) {
-            sigil_log(SIGIL_LOG_ERROR, COMP,
-                      "no trust bundle: set trust_bundle_path (the server's root CA PEM)");
-            return SIGIL_ERR_NOTFOUND;
+            r = SIGIL_ERR_NOTFOUND;
+            goto out;
         }
         if ((r = sigil_x509_file_read(a->cfg.trust_bundle_path, &pem, &why)) != 0 ||
             (r = sigil_x509_chain_parse_pem(pem.data, pem.len, &certs, &why)) != 0 ||
             (r = sigil_bundle_new(a->cfg.td, &b, &why)) != 0)
-            goto bad_bundle;
+            goto out;
         for (int i = 0; i < sk_X509_num(certs); i++)
             if ((r = sigil_bundle_x509_add(b, sk_X509_value(certs, i), &why)) != 0)
-                goto bad_bundle;
+                goto out;
     }
     r = own_bundle_set(a, b, false, &why);
     b = NULL;
+out:
     if (r != 0)
-        goto bad_bundle;
+        sigil_log_kv(SIGIL_LOG_ERROR, COMP, "cannot load the trust bundle", "path",
+                     a->cfg.trust_bundle_path, "reason", why, NULL);
+    sigil_bundle_free(b);
+    sk_X509_pop_free(certs, X509_free);
+    sigil_buf_free(&pem);
+    return r;
+}
+
+/* Loads the saved agent SVID if it is usable (else the agent attests), and whether our
+ * attestation may be repeated. */
+static void
+load_identity(struct agent *a)
+{
+    STACK_OF(X509) *chain = NULL;
+    EVP_PKEY *key = NULL;
+    const char *why = NULL;
+    char path[4200];
+    int r;
 
     r = sigil_svidstore_load_agent(a->cfg.data_dir, &chain, &key, &why);
     if (r == 0 && (r = identity_set(a, chain, key, &why)) == 0 && !identity_valid(a))
@@ -1499,7 +1507,7 @@ load_state(struct agent *a)
                      "spiffe_id", a->id.str, NULL);
     else if (r != SIGIL_ERR_NOTFOUND)
         sigil_log_kv(SIGIL_LOG_WARN, COMP, "saved agent SVID unusable; attesting again", "reason",
-                     why, NULL);
+                     why != NULL ? why : sigil_strerror(r), NULL);
     if (r != 0) {
         sk_X509_pop_free(a->chain, X509_free);
         EVP_PKEY_free(a->key);
@@ -1508,18 +1516,8 @@ load_state(struct agent *a)
     }
     snprintf(path, sizeof path, "%s/%s", a->cfg.data_dir, REATTESTABLE_FILE);
     a->reattestable = access(path, F_OK) == 0;
-    r = 0;
-    goto out;
-bad_bundle:
-    sigil_log_kv(SIGIL_LOG_ERROR, COMP, "cannot load the trust bundle", "path",
-                 a->cfg.trust_bundle_path, "reason", why, NULL);
-out:
-    sigil_bundle_free(b);
-    sk_X509_pop_free(certs, X509_free);
     sk_X509_pop_free(chain, X509_free);
     EVP_PKEY_free(key);
-    sigil_buf_free(&pem);
-    return r;
 }
 
 static const char usage[] =
@@ -1532,7 +1530,33 @@ static const char usage[] =
     "  --join-token TOKEN   join token for node attestation (overrides join_token)\n"
     "  --print-config-doc   print the commented example configuration and exit\n"
     "Exit codes: 0 stopped by SIGINT/SIGTERM, 1 startup failure, 2 usage error,\n"
-    "3 banned (or evicted and not re-attestable): the reason is logged, nothing is served.\n";
+    "3 the server refused this agent (banned) or its attestation: the reason is logged and\n"
+    "  nothing more is served (SVIDs workloads already hold stay valid until they expire).\n";
+
+/* Frees what the agent holds once its loop is done. NULL is ignored. */
+static void
+agent_free(struct agent *a)
+{
+    if (a == NULL)
+        return;
+    if (a->na != NULL)
+        a->na->free_state(a->na_state);
+    attest_state_free(a);
+    while (a->jwts != NULL) {
+        struct jwt_cached *j = a->jwts;
+
+        a->jwts = j->next;
+        jwt_cached_free(j);
+    }
+    for (size_t i = 0; i < a->nents; i++)
+        free(a->ents[i].id);
+    free(a->ents);
+    sk_X509_pop_free(a->chain, X509_free);
+    sk_X509_pop_free(a->roots, X509_free);
+    EVP_PKEY_free(a->key);
+    sigil_agent_config_free(&a->cfg);
+    free(a);
+}
 
 int
 sigil_agent_run_main(int argc, char **argv)
@@ -1550,6 +1574,7 @@ sigil_agent_run_main(int argc, char **argv)
     const char *config = NULL, *why = NULL;
     char *token = NULL;
     uv_loop_t loop;
+    bool loop_ok = false;
     int c, rc = 1;
 
     optind = 1;
@@ -1580,15 +1605,14 @@ sigil_agent_run_main(int argc, char **argv)
     if (config == NULL || optind != argc) {
         fprintf(stderr, "sigil-agent run: %s\n\n%s",
                 config == NULL ? "--config FILE is required" : "unexpected argument", usage);
-        goto out_token;
+        rc = 2;
+        goto out;
     }
     if (sodium_init() < 0 || (a = calloc(1, sizeof *a)) == NULL)
-        goto out_token;
+        goto out;
     if (sigil_agent_config_load(config, &a->cfg, &err) != 0) {
         fprintf(stderr, "sigil-agent run: %s\n", err.text);
-        free(a);
-        a = NULL;
-        goto out_token;
+        goto out;
     }
     a->join_token = token != NULL ? token : a->cfg.join_token;
     sigil_log_set_level((enum sigil_log_level)a->cfg.log_level);
@@ -1596,17 +1620,19 @@ sigil_agent_run_main(int argc, char **argv)
     if (sigil_svidstore_prepare(a->cfg.data_dir, &why) != 0) {
         sigil_log_kv(SIGIL_LOG_ERROR, COMP, "data_dir unusable", "path", a->cfg.data_dir, "reason",
                      why, NULL);
-        goto out_cfg;
+        goto out;
     }
     if (uv_loop_init(&loop) != 0)
-        goto out_cfg;
+        goto out;
+    loop_ok = true;
     a->loop = &loop;
     if (sigil_cache_new(&loop, a->cfg.td, &a->cache, &why) != 0) {
         sigil_log_kv(SIGIL_LOG_ERROR, COMP, "cannot create the cache", "reason", why, NULL);
-        goto out_loop;
+        goto out;
     }
-    if (load_state(a) != 0)
-        goto out_cache;
+    if (load_bundle(a) != 0)
+        goto out;
+    load_identity(a);
     sigil_cache_set_jwt_minter(a->cache, jwt_mint, a);
     wo.socket_path = a->cfg.wapi_socket_path;
     wo.mode = a->cfg.wapi_socket_mode;
@@ -1614,7 +1640,7 @@ sigil_agent_run_main(int argc, char **argv)
     if (sigil_wapi_start(&loop, a->cache, &wo, &a->wapi, &why) != 0) {
         sigil_log_kv(SIGIL_LOG_ERROR, COMP, "cannot serve the Workload API", "socket",
                      a->cfg.wapi_socket_path, "reason", why, NULL);
-        goto out_cache;
+        goto out;
     }
     sigil_log_kv(SIGIL_LOG_INFO, COMP, "serving the Workload API", "socket",
                  a->cfg.wapi_socket_path, NULL);
@@ -1634,32 +1660,16 @@ sigil_agent_run_main(int argc, char **argv)
         start_attest(a);
     uv_run(&loop, UV_RUN_DEFAULT);
     rc = a->exit_code;
-    goto out_loop;
-out_cache:
-    sigil_cache_free(a->cache);
-    a->cache = NULL;
-    uv_run(&loop, UV_RUN_DEFAULT);
-out_loop:
-    (void)uv_loop_close(&loop);
-out_cfg:
-    if (a->na != NULL)
-        a->na->free_state(a->na_state);
-    attest_state_free(a);
-    while (a->jwts != NULL) {
-        struct jwt_cached *j = a->jwts;
-
-        a->jwts = j->next;
-        jwt_cached_free(j);
+out:
+    if (loop_ok) {
+        if (a->cache != NULL) { /* a startup failure: the cache's timer still needs closing */
+            sigil_cache_free(a->cache);
+            a->cache = NULL;
+            uv_run(&loop, UV_RUN_DEFAULT);
+        }
+        (void)uv_loop_close(&loop);
     }
-    for (size_t i = 0; i < a->nents; i++)
-        free(a->ents[i].id);
-    free(a->ents);
-    sk_X509_pop_free(a->chain, X509_free);
-    sk_X509_pop_free(a->roots, X509_free);
-    EVP_PKEY_free(a->key);
-    sigil_agent_config_free(&a->cfg);
-    free(a);
-out_token:
+    agent_free(a);
     if (token != NULL) {
         OPENSSL_cleanse(token, strlen(token));
         free(token);
