@@ -41,7 +41,7 @@
 #define EXIT_CODES_HELP                                                                            \
     "Exit codes: 0 done; 1 the server (or a local check) refused the request, or import\n"         \
     "items failed; 2 the admin socket could not be reached or the answer was unreadable;\n"        \
-    "64 a command line error.\n"
+    "64 a command line error (the same scheme as every sigil-server command).\n"
 #define COMMON_HELP                                                                                \
     "  --admin-socket PATH   the server's admin socket (default: $SIGIL_ADMIN_SOCKET, else\n"      \
     "                        " SIGIL_CLI_ADMIN_SOCKET_DEFAULT ")\n"

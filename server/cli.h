@@ -7,11 +7,14 @@
 /* Default admin socket; --admin-socket or SIGIL_ADMIN_SOCKET choose another. */
 #define SIGIL_CLI_ADMIN_SOCKET_DEFAULT "/run/sigil/server/admin.sock"
 
-/* Exit codes of every admin command (the groups' --help lists them). */
+/* Exit codes of every sigil-server command, server and admin commands alike (main.c's and
+ * each group's --help list them). */
 enum sigil_cli_exit {
     SIGIL_CLI_EXIT_OK = 0,   /* done */
-    SIGIL_CLI_EXIT_FAIL = 1, /* the server or a local check refused it; import items failed */
-    SIGIL_CLI_EXIT_UNREACHABLE = 2, /* no admin socket to talk to, or the conversation broke */
+    SIGIL_CLI_EXIT_FAIL = 1, /* failed, or refused by the server, the policy or a local check */
+    SIGIL_CLI_EXIT_UNREACHABLE = 2, /* the server cannot be reached, or its answer is unreadable */
+    SIGIL_CLI_EXIT_CONFIG = 3,      /* the configuration file is invalid */
+    SIGIL_CLI_EXIT_DBSTATE = 4,     /* refused by the database's state (schema, trust domain, CA) */
     SIGIL_CLI_EXIT_USAGE = 64,      /* a command line we do not understand */
 };
 

@@ -41,18 +41,24 @@ static const char usage_text[] =
     "  -h, --help     this text\n"
     "  -V, --version  the version\n"
     "\n"
-    "Exit codes: 0 success; 1 failure (database unreachable, server not live, runtime error);\n"
-    "2 usage error; 3 invalid configuration; 4 refused by the database's state (an edited\n"
-    "migration, a schema newer than this binary, another trust domain, a CA key that does not\n"
-    "match the CA journal). The admin commands have their own exit codes (0 done, 1 refused,\n"
-    "2 admin socket unreachable, 64 command line error; sigil-server GROUP --help).\n";
+    "Exit codes (every command, the admin commands too):\n"
+    "  0   done\n"
+    "  1   failed or refused (by the server, the policy or a local check; database\n"
+    "      unreachable; the server not live; a runtime error)\n"
+    "  2   the server cannot be reached (admin socket) or its answer is unreadable\n"
+    "  3   invalid configuration\n"
+    "  4   refused by the database's state (an edited migration, a schema newer than this\n"
+    "      binary, another trust domain, a CA key that does not match the CA journal)\n"
+    "  64  command line error\n";
 
+/* one scheme for the whole binary: cli.h's */
 enum exit_code {
-    EXIT_OK = 0,
-    EXIT_FAIL = 1,
-    EXIT_USAGE = 2,
-    EXIT_CONFIG = 3,
-    EXIT_REFUSED = 4,
+    EXIT_OK = SIGIL_CLI_EXIT_OK,
+    EXIT_FAIL = SIGIL_CLI_EXIT_FAIL,
+    EXIT_UNREACHABLE = SIGIL_CLI_EXIT_UNREACHABLE,
+    EXIT_CONFIG = SIGIL_CLI_EXIT_CONFIG,
+    EXIT_REFUSED = SIGIL_CLI_EXIT_DBSTATE,
+    EXIT_USAGE = SIGIL_CLI_EXIT_USAGE,
 };
 
 static int
@@ -98,7 +104,10 @@ cmd_run(int argc, char **argv)
         case 'P':
             return sigil_server_config_print_doc(stdout) == 0 ? EXIT_OK : EXIT_FAIL;
         case 'h':
-            printf("usage: sigil-server run --config FILE | --print-config-doc\n");
+            printf("usage: sigil-server run --config FILE | --print-config-doc\n"
+                   "exit 0 after a graceful stop (SIGTERM, SIGINT), 1 on a runtime failure\n"
+                   "(database unreachable, socket in use), 3 for an invalid configuration,\n"
+                   "4 when the database's state refuses this server, 64 command line error\n");
             return EXIT_OK;
         default:
             return EXIT_USAGE;
@@ -153,8 +162,12 @@ cmd_migrate(int argc, char **argv)
             dir = optarg;
             break;
         case 'h':
-            printf("usage: sigil-server migrate --config FILE | --database CONNINFO "
-                   "[--migrations DIR]\n");
+            printf(
+                "usage: sigil-server migrate --config FILE | --database CONNINFO "
+                "[--migrations DIR]\n"
+                "exit 0 when the schema is current, 1 on a failure (database unreachable, a\n"
+                "migration failed), 3 for an invalid configuration, 4 when the database's\n"
+                "state refuses it (an edited migration, a newer schema), 64 command line error\n");
             return EXIT_OK;
         default:
             return EXIT_USAGE;
@@ -227,7 +240,8 @@ cmd_healthcheck(int argc, char **argv)
             break;
         case 'h':
             printf("usage: sigil-server healthcheck [--admin-socket PATH]\n"
-                   "exit 0 if the server answers GET /live with 200, else 1\n");
+                   "exit 0 if the server answers GET /live with 200, 1 if it answers anything\n"
+                   "else, 2 if the admin socket cannot be reached, 64 command line error\n");
             return EXIT_OK;
         default:
             return EXIT_USAGE;
@@ -248,6 +262,7 @@ cmd_healthcheck(int argc, char **argv)
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard);
     if ((cr = curl_easy_perform(curl)) != CURLE_OK) {
         fprintf(stderr, "sigil-server: healthcheck: %s: %s\n", sock, curl_easy_strerror(cr));
+        code = EXIT_UNREACHABLE;
         goto out;
     }
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);

@@ -113,7 +113,7 @@ check "/metrics has the bundle sequence" grep -q '^sigil_bundle_sequence 1$' "$T
 check "an unknown path is 404" test "$(status_of "$TMP/one.sock" /nope)" = 404
 check "sigil-server healthcheck exits 0" "$BIN" healthcheck --admin-socket "$TMP/one.sock"
 check "healthcheck reads \$SIGIL_ADMIN_SOCKET" env SIGIL_ADMIN_SOCKET="$TMP/one.sock" "$BIN" healthcheck
-check "healthcheck on a missing socket exits 1" test "$("$BIN" healthcheck --admin-socket "$TMP/none.sock" >/dev/null 2>&1; echo $?)" = 1
+check "healthcheck on a missing socket exits 2 (cannot reach the server)" test "$("$BIN" healthcheck --admin-socket "$TMP/none.sock" >/dev/null 2>&1; echo $?)" = 2
 check "the admin socket is 0600" test "$(stat -c %a "$TMP/one.sock")" = 600
 check "the startup log names the trust domain" grep -q "trust_domain=$TD" "$TMP/one.log"
 check "the startup log names the root CA serial" grep -q "root CA serial=[0-9a-f]* .*new=true" "$TMP/one.log"
@@ -218,11 +218,23 @@ check "server b stops" stop b
 
 # --- usage and config errors
 "$BIN" run >/dev/null 2>&1
-check "run without --config is a usage error (exit 2)" test $? = 2
+check "run without --config is a usage error (exit 64)" test $? = 64
 printf 'trust_domain: %s\nadmin:\n  sockett_path: /x\n' "$TD" >"$TMP/bad.yaml"
 "$BIN" run --config "$TMP/bad.yaml" >"$TMP/bad.out" 2>&1
 check "a bad key is a config error (exit 3)" test $? = 3
 check "the error names file, line and key" grep -q "bad.yaml:3: key \"admin.sockett_path\": unknown key" "$TMP/bad.out"
+"$BIN" >/dev/null 2>&1
+check "no command is a usage error (exit 64)" test $? = 64
+"$BIN" --bogus >/dev/null 2>&1
+check "an unknown option is a usage error (exit 64)" test $? = 64
+"$BIN" migrate --config "$TMP/bad.yaml" >/dev/null 2>&1
+check "migrate with a bad config is exit 3" test $? = 3
+"$BIN" healthcheck extra >/dev/null 2>&1
+check "healthcheck with an extra argument is a usage error (exit 64)" test $? = 64
+"$BIN" entry show --admin-socket "$TMP/none.sock" >/dev/null 2>&1
+check "an admin command with no server to reach is exit 2, like healthcheck" test $? = 2
+"$BIN" --help >"$TMP/help.out" 2>&1
+check "--help lists the one exit code scheme" bash -c "grep -q '^  2   the server cannot be reached' '$TMP/help.out' && grep -q '^  64  command line error' '$TMP/help.out' && grep -q '^  4   refused by the database' '$TMP/help.out'"
 
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
