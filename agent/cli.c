@@ -36,6 +36,9 @@ static const struct sigil_rpc_md security_header = {
 static const char usage_main[] =
     "usage: sigil-agent <command> [options]\n"
     "\n"
+    "  run --config FILE                     run the agent (sigil-agent run --help;\n"
+    "                                        exit 3 when the server banned this agent)\n"
+    "\n"
     "Workload API client commands (the socket is --socket PATH|URI, else\n"
     "SPIFFE_ENDPOINT_SOCKET=unix:///path, else " SIGIL_ENDPOINT_DEFAULT "):\n"
     "  api fetch x509 [--write DIR]          fetch this process's X.509-SVIDs and bundle\n"
@@ -46,7 +49,8 @@ static const char usage_main[] =
     "  api watch                             stream X.509-SVID updates until interrupted\n"
     "  healthcheck                           exit 0 if the Workload API answers\n"
     "\n"
-    "Every command takes --help, --socket and --timeout SECONDS (default 10; watch: none).\n"
+    "Each client command takes --help, --socket and --timeout SECONDS (default 10; watch:\n"
+    "none).\n"
     "Exit codes: 0 success, 1 the call failed or the agent is unhealthy, 2 usage error.\n";
 
 /* ---- options shared by every command ---- */
