@@ -36,6 +36,7 @@
 #define TICK_MS 250
 #define MAX_BATCHES_INFLIGHT 4
 #define SIGN_RETRY_S 5
+#define JWT_CACHE_MAX 4096 /* cached JWT-SVIDs: audiences come from workloads, so bounded */
 #define REATTESTABLE_FILE "reattestable"
 #define MAX_MESSAGE (64u << 20) /* sync pages and bundles may be large; no entry ceiling */
 
@@ -150,6 +151,7 @@ struct agent {
     size_t nents, cap;
     unsigned batches_inflight;
     struct jwt_cached *jwts;
+    size_t njwts;
 };
 
 static void stop(struct agent *a, int code);
@@ -1198,6 +1200,7 @@ jwt_prune(struct agent *a, time_t now)
         if (now >= j->refresh_at) {
             *pp = j->next;
             jwt_cached_free(j);
+            a->njwts--;
         } else {
             pp = &j->next;
         }
@@ -1226,7 +1229,8 @@ jwt_done(void *ud, int code, const char *message, const uint8_t *resp, size_t le
         jr->done(jr->ud, SIGIL_ERR_PROTOCOL, NULL, "malformed SignJWTSVIDResponse");
         goto out;
     }
-    if (r->expires_at > now && jr->gen == a->gen && (j = calloc(1, sizeof *j)) != NULL) {
+    if (r->expires_at > now && jr->gen == a->gen && a->njwts < JWT_CACHE_MAX &&
+        (j = calloc(1, sizeof *j)) != NULL) {
         j->entry_id = strdup(jr->entry_id);
         j->aud = strdup(jr->aud);
         j->token = strdup(r->token);
@@ -1237,6 +1241,7 @@ jwt_done(void *ud, int code, const char *message, const uint8_t *resp, size_t le
         } else {
             j->next = a->jwts;
             a->jwts = j;
+            a->njwts++;
         }
     }
     jr->done(jr->ud, 0, r->token, NULL);
