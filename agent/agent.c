@@ -420,21 +420,24 @@ refused(struct agent *a, const char *what, int code, const char *message)
     stop(a, SIGIL_AGENT_EXIT_BANNED);
 }
 
-/* A node API status saying the server no longer knows this agent (evicted): re-attest. */
+/* A node API status saying the server no longer knows this agent or its SVID (evicted, or
+ * an SVID that is not the current one): attest again. */
 static bool
 is_unknown_agent(int code, const char *message)
 {
     return code == SIGIL_RPC_UNAUTHENTICATED || code == SIGIL_RPC_NOT_FOUND ||
            (code == SIGIL_RPC_PERMISSION_DENIED &&
-            (strstr(message, "evicted") != NULL || strstr(message, "unknown") != NULL));
+            (strstr(message, "evicted") != NULL || strstr(message, "unknown") != NULL ||
+             strstr(message, "attest again") != NULL));
 }
 
-/* A call status that is about this agent, not about one request: act on it. */
+/* A status about this agent rather than about one request ("entry is not authorized" is
+ * about the request): the whole connection acts on it. */
 static bool
-is_about_agent(int code)
+is_about_agent(int code, const char *message)
 {
-    return code == SIGIL_RPC_PERMISSION_DENIED || code == SIGIL_RPC_UNAUTHENTICATED ||
-           code == SIGIL_RPC_NOT_FOUND;
+    return is_unknown_agent(code, message) ||
+           (code == SIGIL_RPC_PERMISSION_DENIED && strstr(message, "banned") != NULL);
 }
 
 /* Any node API failure on the mTLS connection lands here. */
@@ -944,7 +947,7 @@ batch_done(void *ud, int code, const char *message, const uint8_t *resp, size_t 
         sigil_log_kv(SIGIL_LOG_WARN, COMP, "BatchSignX509SVID failed", "status",
                      sigil_rpc_code_name(code), "reason",
                      code == SIGIL_RPC_OK ? "malformed response" : message, NULL);
-    if (is_about_agent(code))
+    if (is_about_agent(code, message))
         later(a, node_failed, code, message);
     for (k = 0; k < bt->n; k++) {
         struct ent *e = ent_get(a, bt->ids[k]);
@@ -1065,6 +1068,14 @@ out:
 
 /* ---- renewing the agent SVID ---- */
 
+static void
+reconnect(struct agent *a, int code, const char *message)
+{
+    (void)code, (void)message;
+    if (a->phase == PH_CONNECTED)
+        connect_node(a);
+}
+
 struct renew {
     struct agent *a;
     unsigned gen;
@@ -1089,7 +1100,7 @@ renew_done(void *ud, int code, const char *message, const uint8_t *resp, size_t 
     a->renewing = false;
     if (code != SIGIL_RPC_OK) {
         why = message;
-        if (is_about_agent(code))
+        if (is_about_agent(code, message))
             later(a, node_failed, code, message);
         goto out;
     }
@@ -1115,6 +1126,9 @@ renew_done(void *ud, int code, const char *message, const uint8_t *resp, size_t 
         sigil_log_kv(SIGIL_LOG_WARN, COMP, "cannot present the renewed SVID", "reason",
                      twhy != NULL ? twhy : "out of memory", NULL);
     sigil_log_kv(SIGIL_LOG_INFO, COMP, "agent SVID renewed", "spiffe_id", a->id.str, NULL);
+    /* the open connection still presents the old SVID, which the server accepts only until
+     * the next renewal: reconnect (the streams resume; SVIDs held stay) */
+    later(a, reconnect, SIGIL_RPC_OK, "");
 out:
     if (!ok) {
         sigil_log_kv(SIGIL_LOG_WARN, COMP, "agent SVID renewal failed", "status",
@@ -1220,7 +1234,7 @@ jwt_done(void *ud, int code, const char *message, const uint8_t *resp, size_t le
         jr->done(jr->ud, SIGIL_ERR_IO, NULL,
                  code == SIGIL_RPC_UNAVAILABLE ? "the server is unreachable"
                                                : "the server refused the JWT-SVID");
-        if (jr->gen == a->gen && is_about_agent(code))
+        if (jr->gen == a->gen && is_about_agent(code, message))
             later(a, node_failed, code, message);
         goto out;
     }

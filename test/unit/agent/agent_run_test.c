@@ -408,7 +408,11 @@ h_jwt(struct sigil_rpc_call *call, void *arg)
     jp.naud = req->n_audience;
     jp.iat = time(NULL);
     jp.exp = jp.iat + 300;
-    if (strcmp(req->entry_id, "e1") != 0 || sigil_jwtsvid_sign(&jp, &token, &why) != 0) {
+    if (req->n_audience == 1 && strcmp(req->audience[0], "deny") == 0) {
+        /* what the server says for a request (not the agent) it refuses */
+        sigil_rpc_call_finish(call, SIGIL_RPC_PERMISSION_DENIED,
+                              "entry is not authorized for this agent", NULL, 0);
+    } else if (strcmp(req->entry_id, "e1") != 0 || sigil_jwtsvid_sign(&jp, &token, &why) != 0) {
         sigil_rpc_call_finish(call, SIGIL_RPC_INVALID_ARGUMENT, "cannot sign", NULL, 0);
     } else {
         fk.jwts++;
@@ -856,6 +860,8 @@ test_run(void **state)
     char out[1 << 16], first[256], later[256], p[160];
     const char *jwt_args[] = {"cli",      "api",     "fetch",     "jwt", "--audience", "svc-x",
                               "--socket", sock_path, "--timeout", "3",   NULL};
+    const char *deny_args[] = {"cli",      "api",     "fetch",     "jwt", "--audience", "deny",
+                               "--socket", sock_path, "--timeout", "3",   NULL};
     const char *bad_token_args[] = {"run", "--config", cfg_path, "--join-token", "wrong", NULL};
     pid_t agent;
     int st, i;
@@ -884,6 +890,11 @@ test_run(void **state)
     assert_int_equal(fk.jwts, 1);
     assert_int_equal(cli(jwt_args, out, sizeof out), 0);
     assert_int_equal(fk.jwts, 1);
+    /* a refused request is that request's failure, not the agent's */
+    assert_int_not_equal(cli(deny_args, out, sizeof out), 0);
+    usleep(300000);
+    assert_int_equal(waitpid(agent, &st, WNOHANG), 0);
+    assert_int_equal(fetch(out, sizeof out), 0);
 
     /* rotation at half of the 6 s life (3 s +- 0.3 s) */
     assert_true(svid_line(first, sizeof first));
