@@ -17,6 +17,8 @@
 #include <openssl/err.h>
 #include <openssl/rand.h>
 
+#include <jansson.h>
+
 #include "sigil/encoding.h"
 #include "sigil/err.h"
 #include "sigil/spiffeid.h"
@@ -32,6 +34,7 @@
 struct sigil_ca {
     char td[SIGIL_TRUST_DOMAIN_MAX + 1];
     char *key_dir, *instance_id, *country, *organization, *common_name;
+    char *actor; /* set: rotation steps write an audit row naming it */
     int64_t root_ttl_s, intermediate_ttl_s, jwt_key_ttl_s, refresh_hint_s;
 
     X509 *root;
@@ -638,7 +641,9 @@ ensure_all(struct ctx *x)
     unload(x->ca);
     if ((r = q(x, "taking the CA lock", LOCK_SQL, NULL, 0, NULL)) != 0 ||
         (r = trust_domain(x)) != 0 || (r = ensure_root(x)) != 0 || (r = ensure_jwt_key(x)) != 0 ||
-        (r = sync_bundle(x)) != 0 || (r = ensure_intermediate(x)) != 0)
+        (r = sync_bundle(x)) != 0 ||
+        /* an operator's tool signs nothing: it needs no intermediate of its own */
+        (x->ca->instance_id != NULL && (r = ensure_intermediate(x)) != 0))
         unload(x->ca);
     return r;
 }
@@ -692,9 +697,8 @@ sigil_ca_open(struct sigil_db_conn *c, const struct sigil_ca_params *p, struct s
     if (err != NULL && errlen > 0)
         err[0] = '\0';
     *out = NULL;
-    if (p == NULL || p->trust_domain == NULL || p->key_dir == NULL || p->instance_id == NULL ||
-        p->root_ttl_s <= 0 || p->intermediate_ttl_s <= 0 || p->jwt_key_ttl_s <= 0 ||
-        p->refresh_hint_s <= 0)
+    if (p == NULL || p->trust_domain == NULL || p->key_dir == NULL || p->root_ttl_s <= 0 ||
+        p->intermediate_ttl_s <= 0 || p->jwt_key_ttl_s <= 0 || p->refresh_hint_s <= 0)
         return set_err(&x, SIGIL_ERR_INVALID, "CA: incomplete parameters");
     if ((ca = calloc(1, sizeof *ca)) == NULL)
         return set_err(&x, SIGIL_ERR_NOMEM, "CA: out of memory");
@@ -739,7 +743,56 @@ sigil_ca_free(struct sigil_ca *ca)
     free(ca->country);
     free(ca->organization);
     free(ca->common_name);
+    free(ca->actor);
     free(ca);
+}
+
+int
+sigil_ca_set_actor(struct sigil_ca *ca, const char *actor)
+{
+    char *d = NULL;
+
+    if (actor != NULL && (d = strdup(actor)) == NULL)
+        return SIGIL_ERR_NOMEM;
+    free(ca->actor);
+    ca->actor = d;
+    return 0;
+}
+
+/* Records a rotation step in the audit log, in the step's transaction, with the state it left:
+ * the active root, the JWT key, the bundle sequence (and what retire retired). */
+static int
+audit_step(struct ctx *x, const char *action, bool with_retired)
+{
+    json_t *after = NULL;
+    char serial[41], *txt = NULL;
+    uint64_t seq = 0;
+    int r = SIGIL_ERR_NOMEM;
+
+    if (x->ca->actor == NULL)
+        return 0;
+    sigil_ca_serial_hex(x->ca->root, serial);
+    sigil_bundle_sequence(x->ca->bundle, &seq);
+    if ((after = json_pack("{s:s,s:s,s:I}", "active_root_serial", serial, "jwt_kid", x->ca->kid,
+                           "bundle_sequence", (json_int_t)seq)) == NULL ||
+        (with_retired &&
+         json_object_set_new(after, "retired", json_integer((json_int_t)x->retired)) != 0) ||
+        (txt = json_dumps(after, JSON_COMPACT | JSON_SORT_KEYS)) == NULL) {
+        set_err(x, r, "CA: out of memory");
+        goto out;
+    }
+    {
+        const struct sigil_db_param p[] = {SIGIL_DB_TEXT(x->ca->actor), SIGIL_DB_TEXT(action),
+                                           SIGIL_DB_TEXT(x->ca->td), SIGIL_DB_TEXT(txt)};
+        r = q(x, "writing the audit record",
+              "INSERT INTO audit_log (actor, action, object_type, object_id, after)"
+              " VALUES ($1, $2, 'ca', $3, $4::jsonb)",
+              p, 4, NULL);
+    }
+out:
+    free(txt);
+    json_decref(after);
+    return r;
 }
 
 static int
@@ -806,9 +859,9 @@ prepare_body(struct sigil_db_conn *c, void *arg, int attempt)
         return set_err(x, SIGIL_ERR_EXISTS,
                        "a root CA is prepared already (activate it, or wait for it)");
     if ((r = make_root(x, "prepared", &cert, &key)) != 0 ||
-        (r = make_jwt_key(x, "prepared", kid, &jkey)) != 0)
+        (r = make_jwt_key(x, "prepared", kid, &jkey)) != 0 || (r = ensure_all(x)) != 0)
         goto out;
-    r = ensure_all(x);
+    r = audit_step(x, "ca.prepare", false);
 out:
     X509_free(cert);
     EVP_PKEY_free(key);
@@ -849,9 +902,10 @@ activate_body(struct sigil_db_conn *c, void *arg, int attempt)
                " AND kind IN (SELECT kind FROM kinds))"
                " UPDATE ca_journal SET state = 'active', activated_at = now()"
                " WHERE state = 'prepared' AND kind IN (SELECT kind FROM kinds)",
-               NULL, 0, NULL)) != 0)
+               NULL, 0, NULL)) != 0 ||
+        (r = ensure_all(x)) != 0)
         return r;
-    return ensure_all(x);
+    return audit_step(x, "ca.activate", false);
 }
 
 int
@@ -947,7 +1001,9 @@ retire_body(struct sigil_db_conn *c, void *arg, int attempt)
         goto out;
     if ((n = sigil_db_res_affected(jwt)) > 0)
         x->retired += (size_t)n;
-    r = ensure_all(x);
+    /* a retire that retired nothing changed nothing: no audit record */
+    if ((r = ensure_all(x)) == 0 && x->retired > 0)
+        r = audit_step(x, "ca.retire", true);
 out:
     sigil_db_res_free(roots);
     sigil_db_res_free(inters);
@@ -1004,4 +1060,169 @@ const struct sigil_bundle *
 sigil_ca_bundle(const struct sigil_ca *ca)
 {
     return ca->bundle;
+}
+
+/* "YYYY-MM-DDTHH:MM:SSZ" of a timestamptz column (NULL stays NULL). */
+#define UTC(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+
+struct show {
+    struct ctx x;
+    json_t *out;
+};
+
+/* Sets key to the text at (row, col), or JSON null for SQL NULL. Returns 0 or NOMEM. */
+static int
+set_text(json_t *o, const char *key, const struct sigil_db_res *res, size_t row, size_t col)
+{
+    json_t *v = sigil_db_res_is_null(res, row, col) ? json_null()
+                                                    : json_string(sigil_db_res_text(res, row, col));
+
+    return v != NULL && json_object_set_new(o, key, v) == 0 ? 0 : SIGIL_ERR_NOMEM;
+}
+
+/* One journal row as JSON; a root also says until when an unexpired intermediate it signed
+ * lives (inters is ordered by not_after, latest first), that is how long SVIDs under it can
+ * still be valid and retire must keep it. */
+static int
+show_row(struct ctx *x, const struct sigil_db_res *res, size_t i, const struct sigil_db_res *inters,
+         json_t *arr)
+{
+    const char *kind = sigil_db_res_text(res, i, 0);
+    bool cert_row = kind != NULL && strcmp(kind, "jwt_key") != 0;
+    uint8_t *der = NULL;
+    size_t len = 0;
+    X509 *cert = NULL, *ic = NULL;
+    char serial[41];
+    json_t *o = json_object();
+    int r = SIGIL_ERR_NOMEM;
+
+    if (o == NULL || json_array_append_new(arr, o) != 0)
+        goto out;
+    if ((r = set_text(o, "kind", res, i, 0)) != 0 || (r = set_text(o, "state", res, i, 1)) != 0 ||
+        (r = set_text(o, "not_before", res, i, 5)) != 0 ||
+        (r = set_text(o, "not_after", res, i, 6)) != 0 ||
+        (r = set_text(o, "activated_at", res, i, 7)) != 0 ||
+        (r = set_text(o, "retired_at", res, i, 8)) != 0)
+        goto out;
+    if (!cert_row) {
+        r = set_text(o, "kid", res, i, 2);
+        goto out;
+    }
+    if (sigil_db_res_bytea(res, i, 3, &der, &len) != 0 || der_to_cert(der, len, &cert) != 0) {
+        r = set_err(x, SIGIL_ERR_INVALID, "CA journal: row %zu does not parse", i);
+        goto out;
+    }
+    sigil_ca_serial_hex(cert, serial);
+    r = SIGIL_ERR_NOMEM;
+    if (json_object_set_new(o, "serial", json_string(serial)) != 0)
+        goto out;
+    if (strcmp(kind, "x509_intermediate") == 0) {
+        r = set_text(o, "issued_to", res, i, 4);
+        goto out;
+    }
+    json_t *until = json_null();
+    for (size_t k = 0; k < sigil_db_res_rows(inters) && json_is_null(until); k++) {
+        uint8_t *idr = NULL;
+        size_t ilen = 0;
+
+        if (sigil_db_res_bytea(inters, k, 0, &idr, &ilen) == 0 &&
+            der_to_cert(idr, ilen, &ic) == 0 && X509_verify(ic, X509_get0_pubkey(cert)) == 1)
+            until = json_string(sigil_db_res_text(inters, k, 1));
+        ERR_clear_error();
+        X509_free(ic);
+        ic = NULL;
+        free(idr);
+    }
+    if (until == NULL || json_object_set_new(o, "signs_unexpired_intermediates_until", until) != 0)
+        goto out;
+    r = 0;
+out:
+    X509_free(cert);
+    free(der);
+    return r;
+}
+
+static int
+show_body(struct sigil_db_conn *c, void *arg, int attempt)
+{
+    struct show *s = arg;
+    struct ctx *x = &s->x;
+    struct sigil_db_res *res = NULL, *inters = NULL, *bun = NULL, *td = NULL;
+    json_t *arr = json_array();
+    int64_t seq = 0;
+    int r;
+
+    (void)c;
+    (void)attempt;
+    json_decref(s->out);
+    s->out = NULL;
+    if (arr == NULL)
+        return set_err(x, SIGIL_ERR_NOMEM, "CA: out of memory");
+    if ((r = q(x, "reading the trust domain", "SELECT name FROM trust_domain", NULL, 0, &td)) !=
+            0 ||
+        (r = q(x, "reading the own bundle", "SELECT sequence FROM bundles WHERE own", NULL, 0,
+               &bun)) != 0 ||
+        (r = q(x, "reading the CA journal",
+               "SELECT kind, state, kid, cert_der, issued_to, " UTC("not_before") ", " UTC(
+                   "not_after") ", " UTC("activated_at") ", " UTC("retired_at") " FROM ca_journal"
+                                                                                " WHERE kind IN "
+                                                                                "('x509_root', "
+                                                                                "'jwt_key') OR "
+                                                                                "not_after > now() "
+                                                                                "ORDER BY kind, id",
+               NULL, 0, &res)) != 0 ||
+        (r = q(x, "reading unexpired intermediates",
+               "SELECT cert_der, " UTC("not_after") " FROM ca_journal"
+                                                    " WHERE kind = 'x509_intermediate' AND "
+                                                    "not_after > now() ORDER BY not_after DESC",
+               NULL, 0, &inters)) != 0)
+        goto out;
+    if (sigil_db_res_rows(td) == 0) {
+        r = set_err(x, SIGIL_ERR_NOTFOUND,
+                    "this database has no trust root yet (start the server once, or run "
+                    "sigil-server ca prepare)");
+        goto out;
+    }
+    if (sigil_db_res_rows(bun) > 0 && sigil_db_res_int64(bun, 0, 0, &seq) != 0) {
+        r = set_err(x, SIGIL_ERR_INTERNAL, "CA journal: bad bundle sequence");
+        goto out;
+    }
+    for (size_t i = 0; i < sigil_db_res_rows(res); i++) {
+        if ((r = show_row(x, res, i, inters, arr)) != 0) {
+            if (r == SIGIL_ERR_NOMEM)
+                set_err(x, r, "CA: out of memory");
+            goto out;
+        }
+    }
+    if ((s->out = json_pack("{s:s,s:I,s:O}", "trust_domain", sigil_db_res_text(td, 0, 0),
+                            "bundle_sequence", (json_int_t)seq, "authorities", arr)) == NULL)
+        r = set_err(x, SIGIL_ERR_NOMEM, "CA: out of memory");
+out:
+    json_decref(arr);
+    sigil_db_res_free(res);
+    sigil_db_res_free(inters);
+    sigil_db_res_free(bun);
+    sigil_db_res_free(td);
+    return r;
+}
+
+int
+sigil_ca_show(struct sigil_db_conn *c, json_t **out, char *err, size_t errlen)
+{
+    struct show s = {.x = {.c = c, .err = err, .errlen = errlen}};
+    int r;
+
+    *out = NULL;
+    if (err != NULL && errlen > 0)
+        err[0] = '\0';
+    /* one snapshot: the rows and the bundle sequence agree */
+    r = sigil_db_tx(c, SIGIL_DB_REPEATABLE_READ, TX_ATTEMPTS, show_body, &s);
+    if (r != 0) {
+        if (err != NULL && errlen > 0 && err[0] == '\0')
+            set_err(&s.x, r, "CA journal: %s", sigil_db_conn_error(c)->message);
+        json_decref(s.out);
+        return r;
+    }
+    *out = s.out;
+    return 0;
 }

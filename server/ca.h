@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include <jansson.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
@@ -30,7 +31,8 @@
 struct sigil_ca_params {
     const char *trust_domain; /* bare name */
     const char *key_dir;     /* absolute; made 0700 if missing, refused if group/others may enter */
-    const char *instance_id; /* issued_to of this instance's intermediate */
+    const char *instance_id; /* issued_to of this instance's intermediate; NULL for an
+                              * operator's tool, which signs nothing and makes none */
     int64_t root_ttl_s;
     int64_t intermediate_ttl_s;
     int64_t jwt_key_ttl_s;
@@ -88,5 +90,17 @@ int sigil_ca_activate(struct sigil_ca *ca, struct sigil_db_conn *c, char *err, s
  * err set. */
 int sigil_ca_retire(struct sigil_ca *ca, struct sigil_db_conn *c, int64_t jwt_max_ttl_s,
                     size_t *retired, char *err, size_t errlen);
+
+/* Names the actor (e.g. "uid:1000") the rotation steps below record in the audit log, in
+ * their own transaction; NULL (the default) records nothing. Returns 0 or SIGIL_ERR_NOMEM. */
+int sigil_ca_set_actor(struct sigil_ca *ca, const char *actor);
+
+/* Reads the CA journal without changing it, in one snapshot: {"trust_domain",
+ * "bundle_sequence", "authorities": [{"kind", "state", "serial" or "kid", "not_before",
+ * "not_after", "activated_at", "retired_at", roots: "signs_unexpired_intermediates_until",
+ * intermediates: "issued_to"}]} (roots and JWT keys in every state, unexpired intermediates).
+ * Returns 0 and *out (caller json_decref()s), SIGIL_ERR_NOTFOUND on a database without a trust
+ * root, or another SIGIL_ERR_* with err set. */
+int sigil_ca_show(struct sigil_db_conn *c, json_t **out, char *err, size_t errlen);
 
 #endif

@@ -9,6 +9,7 @@
 #include <curl/curl.h>
 
 #include "cli.h"
+#include "cli_ca.h"
 #include "migrate.h"
 #include "server_config.h"
 #include "sigil/db.h"
@@ -31,6 +32,9 @@ static const char usage_text[] =
     "          --database CONNINFO  (instead of --config; default $SIGIL_DATABASE)\n"
     "          --migrations DIR     (default $SIGIL_MIGRATIONS_DIR, "
     "then " SIGIL_MIGRATIONS_DEFAULT_DIR ")\n"
+    "  ca show|prepare|activate|retire --config FILE\n"
+    "                               root CA rotation against the configured database and\n"
+    "                               ca.key_dir (sigil-server ca --help)\n"
     "  healthcheck [--admin-socket PATH]\n"
     "                               GET /live on the admin socket (default $SIGIL_ADMIN_SOCKET,\n"
     "                               then " DEFAULT_ADMIN_SOCKET ")\n"
@@ -301,6 +305,8 @@ main(int argc, char **argv)
         return cmd_run(argc - 1, argv + 1);
     if (strcmp(cmd, "migrate") == 0)
         return cmd_migrate(argc - 1, argv + 1);
+    if (strcmp(cmd, "ca") == 0)
+        return sigil_cli_ca_main(argc - 1, argv + 1);
     if (strcmp(cmd, "healthcheck") == 0)
         return cmd_healthcheck(argc - 1, argv + 1);
     if (cmd[0] == '-')
