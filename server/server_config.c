@@ -89,9 +89,26 @@ const struct sigil_config_field sigil_server_config_schema[] = {
     {.key = "node_api.listen",
      .type = SIGIL_CFG_STRING,
      .offset = F(node_api_listen),
-     .def = "0.0.0.0:8081",
-     .doc = "TCP address of the node API, \"host:port\" with a numeric address (checked; not "
-            "served by this version yet)."},
+     .doc = "TCP address of the node API (gRPC, TLS 1.3), \"host:port\" with a numeric address "
+            "(port 0: any free port, logged), e.g. 0.0.0.0:8081; unset: not served."},
+    {.key = "node_api.agent_svid_ttl",
+     .type = SIGIL_CFG_DURATION,
+     .offset = F(node_api_agent_ttl_ms),
+     .def = "1h",
+     .min = 60 * 1000,
+     .max = 30 * MS_DAY,
+     .doc = "Lifetime of an agent's X.509-SVID (agents renew at half of it)."},
+    {.key = "node_attestors", .type = SIGIL_CFG_SECTION, .doc = "Node attestation of agents."},
+    {.key = "node_attestors.join_token.enabled",
+     .type = SIGIL_CFG_BOOL,
+     .offset = F(join_token_enabled),
+     .def = "true",
+     .doc = "Accept single-use join tokens (sigil-server token generate)."},
+    {.key = "node_attestors.x509pop.ca_bundle",
+     .type = SIGIL_CFG_STRING,
+     .offset = F(x509pop_ca_bundle),
+     .doc = "PEM file of the CAs that issue node certificates for x509pop (proof of possession "
+            "of the node key); unset: x509pop is off."},
     {.key = "bundle_endpoint",
      .type = SIGIL_CFG_SECTION,
      .doc = "The SPIFFE bundle endpoint for other trust domains."},
@@ -556,7 +573,7 @@ finish(const char *name, struct sigil_server_config *cfg, struct sigil_config_er
                           "must be 1 to 96 bytes (a Unix socket path)");
     /* the admin and bundle endpoint ports may be 0 (any free port, logged at start) */
     if ((r = check_listen(name, "admin.listen", cfg->admin_listen, true, err)) != 0 ||
-        (r = check_listen(name, "node_api.listen", cfg->node_api_listen, false, err)) != 0 ||
+        (r = check_listen(name, "node_api.listen", cfg->node_api_listen, true, err)) != 0 ||
         (r = check_listen(name, "bundle_endpoint.listen", cfg->bundle_endpoint_listen, true,
                           err)) != 0)
         return r;

@@ -40,7 +40,10 @@ struct sigil_server_config {
     char *admin_tls_key;
     struct sigil_config_strlist platform_admins;
     struct sigil_config_strlist viewers;
-    char *node_api_listen;
+    char *node_api_listen; /* NULL: the node API is not served */
+    int64_t node_api_agent_ttl_ms;
+    bool join_token_enabled;
+    char *x509pop_ca_bundle; /* PEM file; NULL: x509pop is off */
     char *bundle_endpoint_listen;
     char *bundle_endpoint_tls_cert;
     char *bundle_endpoint_tls_key;

@@ -14,6 +14,7 @@
 #include "admin.h"
 #include "ca.h"
 #include "migrate.h"
+#include "nodeapi.h"
 #include "sigil/db.h"
 #include "sigil/err.h"
 #include "sigil/http.h"
@@ -40,6 +41,7 @@ struct app {
     struct sigil_policy policy;
     bool have_policy;
     struct sigil_admin *admin;
+    struct sigil_nodeapi *nodeapi;
     STACK_OF(X509) *roots; /* our bundle's X.509 authorities, for mTLS callers */
     struct sigil_db *db;
     struct sigil_http_server *srv;
@@ -325,9 +327,17 @@ on_bundle_srv_stopped(void *arg)
         on_http_stopped(app);
 }
 
-/* Stops in order: the bundle endpoint, the HTTP server (answers what is in flight, removes
- * the socket), then the database pool, then the timer and signal handles; the loop then runs
- * out of work. */
+static void stop(struct app *app);
+
+static void
+on_nodeapi_stopped(void *arg)
+{
+    stop(arg);
+}
+
+/* Stops in order: the node API (its streams end, its database jobs finish), the bundle
+ * endpoint, the HTTP server (answers what is in flight, removes the socket), then the
+ * database pool, then the timer and signal handles; the loop then runs out of work. */
 static void
 stop(struct app *app)
 {
@@ -337,6 +347,13 @@ stop(struct app *app)
     }
     if (app->ca_timer_open)
         uv_timer_stop(&app->ca_timer);
+    if (app->nodeapi != NULL) {
+        struct sigil_nodeapi *n = app->nodeapi;
+
+        app->nodeapi = NULL;
+        sigil_nodeapi_stop(n, on_nodeapi_stopped, app);
+        return;
+    }
     if (app->bundle_srv != NULL)
         sigil_http_server_stop(app->bundle_srv, on_bundle_srv_stopped, app);
     else if (app->srv != NULL)
@@ -538,6 +555,60 @@ out:
     return r;
 }
 
+/* The node API (node_api.listen), if configured, with the x509pop CA bundle if one is. */
+static int
+listen_node_api(struct app *app)
+{
+    const struct sigil_server_config *cfg = app->cfg;
+    struct sigil_buf pem = {0};
+    STACK_OF(X509) *pop_roots = NULL;
+    const char *why = NULL;
+    char host[64], port_s[8];
+    uint16_t port = 0;
+    int r;
+
+    if (cfg->node_api_listen == NULL)
+        return RUN_OK;
+    if ((r = sigil_server_config_split_hostport(cfg->node_api_listen, host, &port, true, &why)) !=
+        0)
+        goto fail;
+    if (cfg->x509pop_ca_bundle != NULL &&
+        ((r = sigil_x509_file_read(cfg->x509pop_ca_bundle, &pem, &why)) != 0 ||
+         (r = sigil_x509_chain_parse_pem(pem.data, pem.len, &pop_roots, &why)) != 0)) {
+        sigil_log_kv(SIGIL_LOG_ERROR, COMPONENT, "cannot read node_attestors.x509pop.ca_bundle",
+                     "path", cfg->x509pop_ca_bundle, "error", why, NULL);
+        sigil_buf_free(&pem);
+        return RUN_CONFIG;
+    }
+    sigil_buf_free(&pem);
+    struct sigil_nodeapi_opts o = {
+        .loop = &app->loop,
+        .db = app->db,
+        .conninfo = cfg->db_conninfo,
+        .ca = &app->ca,
+        .trust_domain = cfg->trust_domain,
+        .host = host,
+        .port = port,
+        .x509pop_roots = pop_roots,
+        .join_token_enabled = cfg->join_token_enabled,
+        .agent_ttl_s = cfg->node_api_agent_ttl_ms / 1000,
+        .metrics = app->metrics,
+    };
+    r = sigil_nodeapi_start(&o, &app->nodeapi, &why);
+    sk_X509_pop_free(pop_roots, X509_free);
+    if (r != 0)
+        goto fail;
+    snprintf(port_s, sizeof port_s, "%d", sigil_nodeapi_port(app->nodeapi));
+    sigil_log_kv(SIGIL_LOG_INFO, COMPONENT, "node API listening (TLS)", "host", host, "port",
+                 port_s, "x509pop", cfg->x509pop_ca_bundle ? "on" : "off", "join_token",
+                 cfg->join_token_enabled ? "on" : "off", NULL);
+    return RUN_OK;
+fail:
+    sigil_log_kv(SIGIL_LOG_ERROR, COMPONENT, "cannot serve the node API", "listen",
+                 cfg->node_api_listen, "error", why ? why : sigil_strerror(r), NULL);
+    return RUN_FAIL;
+}
+
 static int
 serve(struct app *app)
 {
@@ -584,7 +655,7 @@ serve(struct app *app)
                  "mode", mode, NULL);
     if (listen_admin_tcp(app) != 0 || listen_bundle_endpoint(app) != 0)
         return RUN_FAIL;
-    return RUN_OK;
+    return listen_node_api(app);
 }
 
 int
