@@ -196,6 +196,39 @@ check "PATCH of the hint alone on an entry whose stored selectors break the poli
 check "... and nothing was written" test "$(q "SELECT hint FROM entries WHERE id = '$W1'")" = h10
 check "PATCH replacing the selectors with allowed ones is 200" \
   test "$(api PATCH "/v1/entries/$W1" '{"selectors":["unix:uid:1","unix:path:/bin/a","unix:sha256:'$SHA'"]}')" = 200
+# the race itself: another transaction holds the row, the PATCH waits on its lock, the other one
+# commits selectors the policy refuses; the PATCH must judge what it then reads (refuse), not
+# what it might have read before waiting
+mkfifo "$TMP/locker"
+psql "$C" -v ON_ERROR_STOP=1 -q <"$TMP/locker" >"$TMP/locker.out" 2>&1 &
+LPID=$!
+exec 7>"$TMP/locker"
+echo "BEGIN; SELECT 1 FROM entries WHERE id = '$W1' FOR UPDATE;" >&7
+for _ in $(seq 1 100); do
+  [ "$(q "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state = 'idle in transaction'")" -ge 1 ] && break
+  sleep 0.05
+done
+curl -s -o "$TMP/race.body" -w '%{http_code}' --unix-socket "$ADMIN" -X PATCH \
+  -H 'content-type: application/json' --data-binary '{"hint":"raced"}' \
+  "http://localhost/v1/entries/$W1" >"$TMP/race.status" &
+RPID=$!
+waited=no
+for _ in $(seq 1 100); do
+  [ "$(q "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")" -ge 1 ] &&
+    { waited=yes; break; }
+  sleep 0.05
+done
+check "the PATCH waits on the row lock of the other transaction" test "$waited" = yes
+echo "INSERT INTO entry_selectors (entry_id, type, value) VALUES ('$W1', 'unix', 'pid:43');
+UPDATE entries SET selectors_canon = selectors_canon || E'\\nunix:pid:43' WHERE id = '$W1'; COMMIT;" >&7
+exec 7>&-
+wait "$RPID"
+wait "$LPID"
+check "the waiting PATCH judges the row committed meanwhile: 400 policy.selectors.discouraged" \
+  test "$(cat "$TMP/race.status")/$(python3 -c "import json; print(json.load(open('$TMP/race.body'))['error']['code'])")" = 400/policy.selectors.discouraged
+check "... and did not write its hint" test "$(q "SELECT hint FROM entries WHERE id = '$W1'")" = h10
+check "PATCH replacing the selectors again is 200" \
+  test "$(api PATCH "/v1/entries/$W1" '{"selectors":["unix:uid:1","unix:path:/bin/a","unix:sha256:'$SHA'"]}')" = 200
 
 # --- batchDelete
 check "batchDelete is 200 with one result per id" \
