@@ -555,8 +555,15 @@ attest_stored(void *arg, int status)
 
     t->busy = false;
     t->n->jobs--;
-    if (t->gone || t->n->stopping)
-        goto out;
+    if (t->gone || t->n->stopping) {
+        struct sigil_nodeapi *n = t->n;
+
+        if (t->call != NULL)
+            sigil_rpc_call_finish(t->call, SIGIL_RPC_UNAVAILABLE, "server stopping", NULL, 0);
+        attest_free(t);
+        maybe_free(n); /* the last job of a stopping node API frees it */
+        return;
+    }
     if (status == SIGIL_ERR_DENIED) {
         attest_fail(t, SIGIL_RPC_PERMISSION_DENIED, "agent is banned");
         goto out;
@@ -631,7 +638,12 @@ attest_stepped(void *arg, int status)
     t->busy = false;
     t->n->jobs--;
     if (t->gone || t->n->stopping) {
+        struct sigil_nodeapi *n = t->n;
+
+        if (t->call != NULL)
+            sigil_rpc_call_finish(t->call, SIGIL_RPC_UNAVAILABLE, "server stopping", NULL, 0);
         attest_free(t);
+        maybe_free(n);
         return;
     }
     if (status != 0 || t->status != 0) {
@@ -1319,7 +1331,8 @@ send_sync(struct ncall *c, const struct sigil_index_auth_item *up, size_t nup,
         size_t b = a < ps ? (nrm - j < ps - a ? nrm - j : ps - a) : 0;
         bool last = i + a == nup && j + b == nrm;
 
-        if ((r = send_sync_page(c, up + i, a, rm + j, b, full, last)) != 0)
+        if ((r = send_sync_page(c, up != NULL ? up + i : NULL, a, rm != NULL ? rm + j : NULL, b,
+                                full, last)) != 0)
             return r;
         i += a;
         j += b;

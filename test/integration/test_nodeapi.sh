@@ -28,7 +28,7 @@ cleanup() {
   for p in $SYNC_PID $SRV_PID; do wait "$p" 2>/dev/null || true; done
   psql -h "$SOCK" -U sigil -d postgres -qc "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true
   "$PG" stop "$PGDIR" >/dev/null 2>&1 || true
-  rm -rf "$TMP"
+  [ -n "${SIGIL_KEEP_TMP:-}" ] || rm -rf "$TMP"
 }
 trap cleanup EXIT
 

@@ -454,6 +454,7 @@ main(int argc, char **argv)
         return 1;
     }
     signal(SIGPIPE, SIG_IGN);
+    setvbuf(stdout, NULL, _IOLBF, 0); /* lines reach the test even if a sanitizer aborts */
     c.addr = argv[1];
     c.td = argv[2];
     c.dir = argv[4];
@@ -480,15 +481,14 @@ main(int argc, char **argv)
         if (sigil_jwtsvid_validate(argv[6], strlen(argv[6]), argv[7], set, time(NULL), 0, &out,
                                    &why) != 0) {
             printf("invalid: %s\n", why);
-            return 1;
+            c.exit_code = 1;
+        } else {
+            printf("valid sub=%s kid=%s\n", out.id.str, out.kid);
+            sigil_jwtsvid_clear(&out);
         }
-        printf("valid sub=%s kid=%s\n", out.id.str, out.kid);
-        sigil_jwtsvid_clear(&out);
         sigil_bundle_set_free(set);
         sigil_buf_free(&pem);
-        return 0;
-    }
-    if (strcmp(c.cmd, "attest") == 0) {
+    } else if (strcmp(c.cmd, "attest") == 0) {
         cmd_attest(&c, argc - 6, argv + 6);
     } else if (strcmp(c.cmd, "renew") == 0) {
         Sigil__Node__V1__RenewAgentRequest req = SIGIL__NODE__V1__RENEW_AGENT_REQUEST__INIT;
@@ -547,6 +547,7 @@ main(int argc, char **argv)
     uv_run(&c.loop, UV_RUN_DEFAULT);
     uv_close((uv_handle_t *)&c.timer, NULL);
     uv_run(&c.loop, UV_RUN_DEFAULT);
+    uv_loop_close(&c.loop);
     r = c.exit_code;
     if (c.code != 0 && c.code != SIGIL_RPC_CANCELLED && r == 0) {
         printf("error %s: %s\n", sigil_rpc_code_name(c.code), c.message ? c.message : "");
