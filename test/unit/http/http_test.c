@@ -623,10 +623,13 @@ test_server(void **state)
     assert_string_equal(results[11].body,
                         "{\"error\":{\"code\":\"http.conflict\",\"message\":\"conflict\"}}");
     assert_int_equal(results[12].status, 400);
+    assert_string_equal(results[12].body, "{\"error\":{\"code\":\"http.bad_request\","
+                                          "\"message\":\"x-twice given twice\"}}");
     assert_int_equal(results[13].status, 200);
     assert_string_equal(results[13].body, "{\"len\":7,\"json\":true}");
     assert_int_equal(results[14].status, 404);
     assert_true(results[14].json_ctype);
+    assert_non_null(strstr(results[14].body, "{\"error\":{\"code\":\"http.not_found\""));
     assert_int_equal(results[15].status, 204);
     assert_false(results[15].has_clen);
     assert_string_equal(results[15].body, "");
