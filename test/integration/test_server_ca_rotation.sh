@@ -2,14 +2,18 @@
 # Root CA rotation by an operator with `sigil-server ca show|prepare|activate|retire --config`
 # beside a running server and a real PostgreSQL: prepare publishes a second root and bumps
 # spiffe_sequence (seen with `sigil-server bundle show`), activate makes the running server mint
-# its intermediate (which signs its SVIDs) under the new root, retire is refused while an old
+# its intermediate under the new root (an agent's X.509-SVID from the node API, nodeapi_client,
+# chains to the old root before and to the new one after), retire is refused while an old
 # root can still have valid SVIDs under it and succeeds once not; an audit record per step;
 # exit codes. One line per check, then "N passed, N failed".
 set -uo pipefail
 SRC=${SIGIL_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 BUILD=${SIGIL_BUILD_DIR:-$SRC/build}
 BIN=$BUILD/server/sigil-server
-[ -x "$BIN" ] || { echo "not ok - $BIN is not built"; echo "0 passed, 1 failed"; exit 1; }
+CLIENT=$BUILD/test/nodeapi_client
+for b in "$BIN" "$CLIENT"; do
+  [ -x "$b" ] || { echo "not ok - $b is not built"; echo "0 passed, 1 failed"; exit 1; }
+done
 PGDIR=$BUILD/pg-server-ca-rotation
 PG=$SRC/deploy/local/pg
 "$PG" start "$PGDIR" >/dev/null || { echo "not ok - cannot start PostgreSQL"; exit 1; }
@@ -40,6 +44,8 @@ psql -h "$SOCK" -U sigil -d postgres -qc "CREATE DATABASE $DB"
 TD=rotation.example
 ADMIN=$TMP/admin.sock
 CFG=$TMP/server.yaml
+PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+ADDR=127.0.0.1:$PORT
 cat >"$CFG" <<EOF
 trust_domain: $TD
 instance_id: srv
@@ -48,6 +54,8 @@ database:
   pool_size: 2
 admin:
   socket_path: $ADMIN
+node_api:
+  listen: $ADDR
 ca:
   key_dir: $TMP/keys
   check_interval: 1s
@@ -60,6 +68,15 @@ sj() { python3 -c "import json; d=json.load(open('$TMP/show.json')); print($1)";
 bundle_json() { "$BIN" bundle show --admin-socket "$ADMIN" --output json >"$TMP/bundle.json" 2>&1; }
 bj() { python3 -c "import json; d=json.load(open('$TMP/bundle.json')); print($1)"; }
 X509KEYS='len([k for k in d["keys"] if k.get("use") == "x509-svid"])'
+# attests a fresh agent with a join token over the node API (nodeapi_client): its X.509-SVID,
+# minted by the running server, lands in $TMP/NAME/agent.pem (leaf, then intermediate)
+agent_svid() {
+  local tok
+  "$BIN" bundle show --admin-socket "$ADMIN" >"$TMP/trust.pem" 2>/dev/null
+  tok=$("$BIN" token generate --admin-socket "$ADMIN" --ttl 10m 2>/dev/null | sed -nE 's/^Token +: ([A-Za-z0-9_-]+)$/\1/p')
+  mkdir -p "$TMP/$1"
+  "$CLIENT" "$ADDR" "$TD" "$TMP/trust.pem" "$TMP/$1" attest join_token "$tok" >"$TMP/$1.out" 2>&1
+}
 wait_for() { # what command...
   local i
   for i in $(seq 1 50); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
@@ -113,6 +130,8 @@ R2=$(sj '[a["serial"] for a in d["authorities"] if a["state"] == "prepared" and 
 check "the root in use is still the first" \
   test "$(sj '[a["serial"] for a in d["authorities"] if a["kind"] == "x509_root" and a["state"] == "active"][0]')" = "$R1"
 
+agent_svid before
+check "an agent attested before activate gets an X.509-SVID" test -s "$TMP/before/agent.pem"
 # --- activate: the server's intermediate (which signs its SVIDs) moves under the new root
 check "activate exits 0" test "$(ca activate --config "$CFG")" = 0
 cajson
@@ -137,6 +156,13 @@ PY
 check "openssl: the server's new intermediate chains to the new root from bundle show" \
   openssl verify -x509_strict -CAfile "$TMP/newroot.pem" "$TMP/inter.pem"
 check "... and not to the old root" bash -c "! openssl verify -CAfile '$TMP/oldroot.pem' '$TMP/inter.pem' 2>/dev/null"
+agent_svid after
+check "an agent attested after activate gets an X.509-SVID" test -s "$TMP/after/agent.pem"
+check "openssl: that SVID chains to the new root (and only it)" \
+  bash -c "openssl verify -x509_strict -CAfile '$TMP/newroot.pem' -untrusted '$TMP/after/agent.pem' '$TMP/after/agent.pem' >/dev/null 2>&1 &&
+    ! openssl verify -CAfile '$TMP/oldroot.pem' -untrusted '$TMP/after/agent.pem' '$TMP/after/agent.pem' >/dev/null 2>&1"
+check "... while the SVID minted before activate chains to the old root" \
+  openssl verify -x509_strict -CAfile "$TMP/oldroot.pem" -untrusted "$TMP/before/agent.pem" "$TMP/before/agent.pem"
 check "no intermediate was minted for the operator's tool" \
   test "$(q "SELECT count(DISTINCT issued_to) FROM ca_journal WHERE kind = 'x509_intermediate'")" = 1
 
