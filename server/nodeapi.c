@@ -98,6 +98,7 @@ struct sigil_nodeapi {
 
 static void maybe_free(struct sigil_nodeapi *n);
 static void streams_changed(struct sigil_nodeapi *n, bool entries, bool bundles);
+static void streams_recheck(struct sigil_nodeapi *n, const struct sigil_store_strv *agents);
 
 static double
 mono_s(void)
@@ -249,9 +250,53 @@ struct feed_job {
     struct sigil_store_changes ch;
     struct sigil_store_bundle own;
     struct sigil_store_bundle_list fed;
+    struct sigil_store_strv agents; /* agents with events after since */
     struct sigil_store_err serr;
     struct sigil_db_error dberr;
 };
+
+static void
+strv_clear(struct sigil_store_strv *v)
+{
+    for (size_t i = 0; i < v->count; i++)
+        free(v->items[i]);
+    free(v->items);
+    memset(v, 0, sizeof *v);
+}
+
+/* The agents changed (banned, evicted, renewed, re-attested) after since, so the open streams
+ * of a banned or evicted agent can be ended. */
+static int
+changed_agents(struct sigil_db_conn *c, int64_t since, struct sigil_store_strv *out)
+{
+    struct sigil_db_res *res = NULL;
+    char rev[24];
+    size_t n;
+    int r;
+
+    snprintf(rev, sizeof rev, "%lld", (long long)since);
+    const struct sigil_db_param p[] = {SIGIL_DB_TEXT(rev)};
+    if ((r = sigil_db_exec(c,
+                           "SELECT DISTINCT object_id FROM events WHERE kind = 'agent' AND "
+                           "revision > $1::bigint",
+                           p, 1, &res)) != 0)
+        return r;
+    n = sigil_db_res_rows(res);
+    if (n > 0 && (out->items = calloc(n, sizeof *out->items)) == NULL) {
+        r = SIGIL_ERR_NOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if ((out->items[i] = strdup(sigil_db_res_text(res, i, 0))) == NULL) {
+            r = SIGIL_ERR_NOMEM;
+            goto out;
+        }
+        out->count++;
+    }
+out:
+    sigil_db_res_free(res);
+    return r;
+}
 
 static int
 feed_work(struct sigil_db_conn *c, void *arg)
@@ -260,6 +305,8 @@ feed_work(struct sigil_db_conn *c, void *arg)
     int r;
 
     if (!j->full) {
+        if ((r = changed_agents(c, j->since, &j->agents)) != 0)
+            return r;
         r = sigil_store_entries_since(c, j->since, &j->ch, &j->serr);
         if (r == SIGIL_ERR_EXPIRED)
             j->full = true; /* events were pruned past our revision */
@@ -338,7 +385,10 @@ feed_done(void *arg, int status)
         n->bundle_gen++;
     if (entries || bundles)
         streams_changed(n, entries, bundles);
+    if (j->agents.count > 0)
+        streams_recheck(n, &j->agents);
 out:
+    strv_clear(&j->agents);
     sigil_store_entry_list_free(&j->all);
     sigil_store_changes_free(&j->ch);
     sigil_store_bundle_free(&j->own);
@@ -808,18 +858,25 @@ h_attest(struct sigil_rpc_call *call, void *arg)
 /* ---- the agent check of every other method ---- */
 
 static void
-ncall_free(struct ncall *c)
+stream_unlink(struct ncall *c)
 {
     struct sigil_nodeapi *n = c->n;
 
-    if (c->open) {
-        if (c->prev != NULL)
-            c->prev->next = c->next;
-        else
-            n->streams = c->next;
-        if (c->next != NULL)
-            c->next->prev = c->prev;
-    }
+    if (!c->open)
+        return;
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        n->streams = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    c->open = false;
+}
+
+static void
+ncall_free(struct ncall *c)
+{
+    stream_unlink(c);
     free(c->req);
     sigil_store_agent_free(&c->agent);
     sigil_buf_free(&c->chain);
@@ -834,6 +891,21 @@ ncall_finish(struct ncall *c, int code, const char *msg)
         sigil_rpc_call_finish(c->call, code, msg, NULL, 0);
     c->call = NULL;
     ncall_free(c);
+}
+
+/* Ends an open stream; one with a database job in flight is freed by the job's end. */
+static void
+stream_close(struct ncall *c, int code, const char *msg)
+{
+    if (!c->busy) {
+        ncall_finish(c, code, msg);
+        return;
+    }
+    if (c->call != NULL)
+        sigil_rpc_call_finish(c->call, code, msg, NULL, 0);
+    c->call = NULL;
+    c->gone = true;
+    stream_unlink(c);
 }
 
 static void
@@ -1375,28 +1447,82 @@ streams_changed(struct sigil_nodeapi *n, bool entries, bool bundles)
 
     for (; c != NULL; c = next) {
         next = c->next;
+        if (c->call == NULL)
+            continue;
         if (c->method == M_BUNDLES && bundles) {
             if (send_bundles(c) != 0)
-                ncall_finish(c, SIGIL_RPC_RESOURCE_EXHAUSTED, "the agent is not reading");
+                stream_close(c, SIGIL_RPC_RESOURCE_EXHAUSTED, "the agent is not reading");
         } else if (c->method == M_SYNC && entries) {
             struct sigil_index_authset cur = {0};
             struct sigil_index_diff d = {0};
 
             if (authorize(c, &cur) != 0 || sigil_index_authset_diff(&c->auth, &cur, &d) != 0) {
                 sigil_index_authset_free(&cur);
-                ncall_finish(c, SIGIL_RPC_RESOURCE_EXHAUSTED, "out of memory");
+                stream_close(c, SIGIL_RPC_RESOURCE_EXHAUSTED, "out of memory");
                 continue;
             }
             if ((d.n_upserted > 0 || d.n_removed > 0) &&
                 send_sync(c, d.upserted, d.n_upserted, d.removed, d.n_removed, false) != 0) {
                 sigil_index_diff_free(&d);
                 sigil_index_authset_free(&cur);
-                ncall_finish(c, SIGIL_RPC_RESOURCE_EXHAUSTED, "the agent is not reading");
+                stream_close(c, SIGIL_RPC_RESOURCE_EXHAUSTED, "the agent is not reading");
                 continue;
             }
             sigil_index_diff_free(&d);
             sigil_index_authset_free(&c->auth);
             c->auth = cur;
+        }
+    }
+}
+
+/* On a worker: is the stream's agent still there and not banned? */
+static int
+recheck_work(struct sigil_db_conn *conn, void *arg)
+{
+    struct ncall *c = arg;
+    struct sigil_store_agent a = {0};
+    int r;
+
+    if ((r = sigil_store_agent_get(conn, c->agent_id, &a, &c->serr)) != 0)
+        return r;
+    r = a.banned ? SIGIL_ERR_DENIED : 0;
+    sigil_store_agent_free(&a);
+    return r;
+}
+
+static void
+recheck_done(void *arg, int status)
+{
+    struct ncall *c = arg;
+    struct sigil_nodeapi *n = c->n;
+
+    c->busy = false;
+    n->jobs--;
+    if (c->gone || n->stopping) {
+        ncall_finish(c, SIGIL_RPC_UNAVAILABLE, "server stopping");
+        maybe_free(n);
+        return;
+    }
+    if (status == SIGIL_ERR_NOTFOUND)
+        stream_close(c, SIGIL_RPC_PERMISSION_DENIED, "agent was evicted: attest again");
+    else if (status == SIGIL_ERR_DENIED)
+        stream_close(c, SIGIL_RPC_PERMISSION_DENIED, "agent is banned");
+}
+
+/* Open streams of agents that changed are checked again: a ban or an eviction ends them. */
+static void
+streams_recheck(struct sigil_nodeapi *n, const struct sigil_store_strv *agents)
+{
+    for (struct ncall *c = n->streams; c != NULL; c = c->next) {
+        bool hit = false;
+
+        if (c->call == NULL || c->busy)
+            continue;
+        for (size_t i = 0; i < agents->count && !hit; i++)
+            hit = strcmp(agents->items[i], c->agent_id) == 0;
+        if (hit && sigil_db_submit(n->db, recheck_work, recheck_done, c, &c->dberr) == 0) {
+            c->busy = true;
+            n->jobs++;
         }
     }
 }
@@ -1633,7 +1759,7 @@ sigil_nodeapi_stop(struct sigil_nodeapi *n, void (*done)(void *arg), void *arg)
     n->stopping = true;
     /* open streams end now rather than holding the grace period */
     while (n->streams != NULL)
-        ncall_finish(n->streams, SIGIL_RPC_UNAVAILABLE, "server stopping");
+        stream_close(n->streams, SIGIL_RPC_UNAVAILABLE, "server stopping");
     if (n->listener != NULL) {
         sigil_db_unlisten(n->listener);
         n->listener = NULL;

@@ -5,8 +5,9 @@
 # does not; agent SVIDs pass `openssl verify` against the bundle; BatchSignX509SVID signs an
 # authorized entry (its ID, openssl verify) and refuses another agent's; a JWT-SVID validates
 # against the bundle's JWKS; SyncEntries sends N entries in pages, then pushes a new entry on
-# the open stream (the delay is printed); RenewAgent; a banned agent and an evicted agent are
-# refused with their reasons; the metrics count. One line per check, then a summary.
+# the open stream (the delay is printed); RenewAgent; a ban ends the agent's open stream; a
+# banned agent and an evicted agent are refused with their reasons; the metrics count. One
+# line per check, then a summary.
 set -uo pipefail
 SRC=${SIGIL_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 BUILD=${SIGIL_BUILD_DIR:-$SRC/build}
@@ -191,7 +192,13 @@ cl a1 renew >"$TMP/renew.out" 2>&1
 check "RenewAgent gives a new agent SVID" grep -q "^spiffe_id=$A1$" "$TMP/renew.out"
 cl a1 sign "$E1" "$TMP/web2.pem" >"$TMP/sign3.out" 2>&1
 check "... which the next call presents" grep -q "^spiffe_id=spiffe://$TD/prod/onprem/payments/web$" "$TMP/sign3.out"
+cl a1 sync 10 "spiffe://$TD/none" 15 >"$TMP/banstream.out" 2>&1 &
+SYNC_PID=$!
+until_ok 10 grep -q "^ready" "$TMP/banstream.out"
 "$SRV" agent ban --spiffe-id "$A1" >/dev/null 2>&1
+wait "$SYNC_PID"
+SYNC_PID=
+check "a ban ends the agent's open SyncEntries stream with the reason" grep -q "error PERMISSION_DENIED: agent is banned" "$TMP/banstream.out"
 cl a1 sign "$E1" "$TMP/web3.pem" >"$TMP/banned.out" 2>&1
 check "a banned agent is refused with the reason" grep -q "error PERMISSION_DENIED: agent is banned" "$TMP/banned.out"
 "$SRV" agent evict --spiffe-id "$P1" >/dev/null 2>&1
