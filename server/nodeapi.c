@@ -28,6 +28,7 @@
 #define SERVER_SVID_TTL 3600
 #define CHECK_MS 5000 /* how often the server SVID and trust roots are looked at */
 #define GRACE_MS 1000
+#define AGENT_BUCKETS 4096
 
 enum method {
     M_RENEW,
@@ -88,7 +89,8 @@ struct sigil_nodeapi {
     struct sigil_store_bundle_list fed;
     uint64_t bundle_gen; /* bumps when the bundles change */
     struct ncall *streams;
-    int jobs; /* database jobs in flight that refer to n */
+    struct agent_node **agents; /* AGENT_BUCKETS chains: every attested agent */
+    int jobs;                   /* database jobs in flight that refer to n */
     bool stopping, rpc_down;
     void (*done)(void *);
     void *done_arg;
@@ -98,7 +100,7 @@ struct sigil_nodeapi {
 
 static void maybe_free(struct sigil_nodeapi *n);
 static void streams_changed(struct sigil_nodeapi *n, bool entries, bool bundles);
-static void streams_recheck(struct sigil_nodeapi *n, const struct sigil_store_strv *agents);
+static void streams_recheck(struct sigil_nodeapi *n);
 
 static double
 mono_s(void)
@@ -107,6 +109,130 @@ mono_s(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- the agents, as the database holds them (kept current by the feed) ---- */
+
+struct agent_node {
+    struct agent_node *next;
+    char *id;
+    char serial[41];
+    char new_serial[41]; /* "" without a pending renewal */
+    bool banned;
+    struct sigil_selector_set sel;
+};
+
+static size_t
+agent_bucket(const char *id)
+{
+    uint64_t h = UINT64_C(14695981039346656037);
+
+    for (; *id != '\0'; id++)
+        h = (h ^ (uint8_t)*id) * UINT64_C(1099511628211);
+    return (size_t)(h % AGENT_BUCKETS);
+}
+
+static struct agent_node *
+agent_find(struct sigil_nodeapi *n, const char *id)
+{
+    for (struct agent_node *a = n->agents[agent_bucket(id)]; a != NULL; a = a->next)
+        if (strcmp(a->id, id) == 0)
+            return a;
+    return NULL;
+}
+
+static void
+agent_node_free(struct agent_node *a)
+{
+    free(a->id);
+    sigil_selector_set_free(&a->sel);
+    free(a);
+}
+
+static void
+agent_remove(struct sigil_nodeapi *n, const char *id)
+{
+    for (struct agent_node **pp = &n->agents[agent_bucket(id)]; *pp != NULL; pp = &(*pp)->next) {
+        struct agent_node *a = *pp;
+
+        if (strcmp(a->id, id) == 0) {
+            *pp = a->next;
+            agent_node_free(a);
+            return;
+        }
+    }
+}
+
+static void
+agents_clear(struct sigil_nodeapi *n)
+{
+    for (size_t b = 0; n->agents != NULL && b < AGENT_BUCKETS; b++)
+        while (n->agents[b] != NULL) {
+            struct agent_node *a = n->agents[b];
+
+            n->agents[b] = a->next;
+            agent_node_free(a);
+        }
+}
+
+/* Records the stored row r (replacing what was there). Returns 0 or SIGIL_ERR_NOMEM. */
+static int
+agent_put(struct sigil_nodeapi *n, const struct sigil_store_agent *r)
+{
+    struct agent_node *a = calloc(1, sizeof *a);
+    size_t b;
+
+    if (a == NULL || (a->id = strdup(r->spiffe_id)) == NULL ||
+        sigil_selector_set_copy(&a->sel, &r->selectors) != 0) {
+        if (a != NULL)
+            agent_node_free(a);
+        return SIGIL_ERR_NOMEM;
+    }
+    snprintf(a->serial, sizeof a->serial, "%s", r->serial ? r->serial : "");
+    snprintf(a->new_serial, sizeof a->new_serial, "%s", r->new_serial ? r->new_serial : "");
+    a->banned = r->banned;
+    agent_remove(n, r->spiffe_id);
+    b = agent_bucket(a->id);
+    a->next = n->agents[b];
+    n->agents[b] = a;
+    return 0;
+}
+
+/* Every agent, page by page (blocking, on a worker or at startup); *out grows. */
+static int
+agents_load_all(struct sigil_db_conn *c, struct sigil_store_agent_list *out,
+                struct sigil_store_err *err)
+{
+    char *token = NULL;
+    int r = 0;
+
+    memset(out, 0, sizeof *out);
+    do {
+        struct sigil_store_agent_filter f = {
+            .banned = -1, .page_size = SIGIL_STORE_PAGE_MAX, .page_token = token};
+        struct sigil_store_agent_list l = {0};
+        struct sigil_store_agent *grown;
+
+        if ((r = sigil_store_agents_list(c, &f, &l, err)) != 0)
+            break;
+        grown = realloc(out->items, (out->count + l.count + 1) * sizeof *grown);
+        if (grown == NULL) {
+            sigil_store_agent_list_free(&l);
+            r = SIGIL_ERR_NOMEM;
+            break;
+        }
+        out->items = grown;
+        if (l.count > 0)
+            memcpy(out->items + out->count, l.items, l.count * sizeof *l.items);
+        out->count += l.count;
+        l.count = 0; /* moved */
+        free(token);
+        token = l.next_page_token;
+        l.next_page_token = NULL;
+        sigil_store_agent_list_free(&l);
+    } while (token != NULL);
+    free(token);
+    return r;
 }
 
 /* ---- the server's own SVID and the trust roots ---- */
@@ -251,6 +377,9 @@ struct feed_job {
     struct sigil_store_bundle own;
     struct sigil_store_bundle_list fed;
     struct sigil_store_strv agents; /* agents with events after since */
+    struct sigil_store_agent *rows; /* their rows now, where found[i] */
+    bool *found;
+    struct sigil_store_agent_list agents_all; /* full: every agent */
     struct sigil_store_err serr;
     struct sigil_db_error dberr;
 };
@@ -307,13 +436,23 @@ feed_work(struct sigil_db_conn *c, void *arg)
     if (!j->full) {
         if ((r = changed_agents(c, j->since, &j->agents)) != 0)
             return r;
+        if (j->agents.count > 0 && ((j->rows = calloc(j->agents.count, sizeof *j->rows)) == NULL ||
+                                    (j->found = calloc(j->agents.count, sizeof *j->found)) == NULL))
+            return SIGIL_ERR_NOMEM;
+        for (size_t i = 0; i < j->agents.count; i++) {
+            r = sigil_store_agent_get(c, j->agents.items[i], &j->rows[i], &j->serr);
+            if (r != 0 && r != SIGIL_ERR_NOTFOUND)
+                return r;
+            j->found[i] = r == 0;
+        }
         r = sigil_store_entries_since(c, j->since, &j->ch, &j->serr);
         if (r == SIGIL_ERR_EXPIRED)
             j->full = true; /* events were pruned past our revision */
         else if (r != 0)
             return r;
     }
-    if (j->full && (r = sigil_store_entries_load_all(c, &j->all, &j->all_rev, &j->serr)) != 0)
+    if (j->full && ((r = sigil_store_entries_load_all(c, &j->all, &j->all_rev, &j->serr)) != 0 ||
+                    (r = agents_load_all(c, &j->agents_all, &j->serr)) != 0))
         return r;
     if ((r = sigil_store_bundle_get(c, NULL, &j->own, &j->serr)) != 0 && r != SIGIL_ERR_NOTFOUND)
         return r;
@@ -357,10 +496,19 @@ feed_done(void *arg, int status)
             r = sigil_index_put(n->ix, &j->all.items[i]);
         sigil_index_set_revision(n->ix, j->all_rev);
         entries = true;
+        agents_clear(n);
+        for (size_t i = 0; i < j->agents_all.count && r == 0; i++)
+            r = agent_put(n, &j->agents_all.items[i]);
     } else if (j->ch.upserted.count > 0 || j->ch.deleted.count > 0 ||
                j->ch.revision != sigil_index_revision(n->ix)) {
         entries = j->ch.upserted.count > 0 || j->ch.deleted.count > 0;
         r = sigil_index_apply(n->ix, &j->ch);
+    }
+    for (size_t i = 0; !j->full && i < j->agents.count && r == 0; i++) {
+        if (j->found[i])
+            r = agent_put(n, &j->rows[i]);
+        else
+            agent_remove(n, j->agents.items[i]);
     }
     if (r != 0) {
         n->feed_full = true; /* the index may be partial: load it all next time */
@@ -385,10 +533,15 @@ feed_done(void *arg, int status)
         n->bundle_gen++;
     if (entries || bundles)
         streams_changed(n, entries, bundles);
-    if (j->agents.count > 0)
-        streams_recheck(n, &j->agents);
+    if (j->agents.count > 0 || j->full)
+        streams_recheck(n);
 out:
+    for (size_t i = 0; j->rows != NULL && i < j->agents.count; i++)
+        sigil_store_agent_free(&j->rows[i]);
+    free(j->rows);
+    free(j->found);
     strv_clear(&j->agents);
+    sigil_store_agent_list_free(&j->agents_all);
     sigil_store_entry_list_free(&j->all);
     sigil_store_changes_free(&j->ch);
     sigil_store_bundle_free(&j->own);
@@ -634,6 +787,11 @@ attest_stored(void *arg, int status)
     result.reattestable = t->res.reattestable;
     resp.step_case = SIGIL__NODE__V1__ATTEST_RESPONSE__STEP_RESULT;
     resp.result = &result;
+    /* the agent's next call may come before the feed brings its row */
+    if (agent_put(t->n, &t->row) != 0) {
+        attest_fail(t, SIGIL_RPC_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
     if (send_packed(t->call, &resp.base) == 0) {
         attest_count(t, "ok");
         sigil_counter_inc_with(t->n->signed_svids, "agent", NULL);
@@ -921,19 +1079,35 @@ ncall_on_cancel(struct sigil_rpc_call *call, void *ud)
         ncall_free(c);
 }
 
-/* On a worker: the agent exists, is not banned, and presents its current (or just-renewed)
- * serial. */
-static int
-auth_work(struct sigil_db_conn *conn, void *arg)
-{
-    struct ncall *c = arg;
-    int r;
+/* Records on a worker that an agent used its renewed SVID (the check already let it in). */
+struct promote {
+    struct sigil_nodeapi *n;
+    char id[SIGIL_SPIFFEID_MAX + 1];
+    char serial[41];
+    struct sigil_store_err serr;
+    struct sigil_db_error dberr;
+};
 
-    if ((r = sigil_store_agent_get(conn, c->agent_id, &c->agent, &c->serr)) != 0)
-        return r;
-    if (c->agent.banned)
-        return SIGIL_ERR_DENIED;
-    return sigil_store_agent_use_serial(conn, c->agent_id, c->serial, &c->serr);
+static int
+promote_work(struct sigil_db_conn *conn, void *arg)
+{
+    struct promote *p = arg;
+
+    return sigil_store_agent_use_serial(conn, p->id, p->serial, &p->serr);
+}
+
+static void
+promote_done(void *arg, int status)
+{
+    struct promote *p = arg;
+    struct sigil_nodeapi *n = p->n;
+
+    if (status != 0 && !n->stopping)
+        sigil_log_kv(SIGIL_LOG_WARN, COMPONENT, "cannot record the agent's renewed SVID",
+                     "spiffe_id", p->id, "error", p->serr.message, NULL);
+    free(p);
+    n->jobs--;
+    maybe_free(n);
 }
 
 static void do_renew(struct ncall *c);
@@ -942,32 +1116,45 @@ static void do_jwt(struct ncall *c);
 static void do_bundles(struct ncall *c);
 static void do_sync(struct ncall *c);
 
+/* The agent check, in memory: the agent exists, is not banned, and presents its current (or
+ * just-renewed) serial; then the method runs. */
 static void
-auth_done(void *arg, int status)
+auth_check(struct ncall *c)
 {
-    struct ncall *c = arg;
-
     struct sigil_nodeapi *n = c->n;
+    struct agent_node *a = agent_find(n, c->agent_id);
 
-    c->busy = false;
-    n->jobs--;
-    if (c->gone || n->stopping) {
-        ncall_finish(c, SIGIL_RPC_UNAVAILABLE, "server stopping");
-        maybe_free(n);
-        return;
-    }
-    if (status == SIGIL_ERR_NOTFOUND) {
+    if (a == NULL) {
         ncall_finish(c, SIGIL_RPC_PERMISSION_DENIED, "agent was evicted: attest again");
         return;
     }
-    if (status == SIGIL_ERR_DENIED) {
-        ncall_finish(c, SIGIL_RPC_PERMISSION_DENIED,
-                     c->agent.banned ? "agent is banned"
-                                     : "agent SVID is not the current one: attest again");
+    if (a->banned) {
+        ncall_finish(c, SIGIL_RPC_PERMISSION_DENIED, "agent is banned");
         return;
     }
-    if (status != 0) {
-        ncall_finish(c, SIGIL_RPC_UNAVAILABLE, "cannot check the agent (database)");
+    if (strcmp(a->serial, c->serial) != 0) {
+        struct promote *p;
+
+        if (a->new_serial[0] == '\0' || strcmp(a->new_serial, c->serial) != 0) {
+            ncall_finish(c, SIGIL_RPC_PERMISSION_DENIED,
+                         "agent SVID is not the current one: attest again");
+            return;
+        }
+        /* the renewed SVID is in use: it becomes the current one */
+        memcpy(a->serial, a->new_serial, sizeof a->serial);
+        a->new_serial[0] = '\0';
+        if ((p = calloc(1, sizeof *p)) != NULL) {
+            p->n = n;
+            snprintf(p->id, sizeof p->id, "%s", c->agent_id);
+            memcpy(p->serial, c->serial, sizeof p->serial);
+            if (sigil_db_submit(n->db, promote_work, promote_done, p, &p->dberr) == 0)
+                n->jobs++;
+            else
+                free(p);
+        }
+    }
+    if (sigil_selector_set_copy(&c->agent.selectors, &a->sel) != 0) {
+        ncall_finish(c, SIGIL_RPC_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
     switch (c->method) {
@@ -1025,12 +1212,7 @@ ncall_begin(struct sigil_rpc_call *call, struct sigil_nodeapi *n, enum method m)
     }
     c->req_len = len;
     sigil_rpc_call_set_cbs(call, &cbs, c);
-    if (sigil_db_submit(n->db, auth_work, auth_done, c, &c->dberr) != 0) {
-        ncall_finish(c, SIGIL_RPC_UNAVAILABLE, "server busy");
-        return;
-    }
-    c->busy = true;
-    n->jobs++;
+    auth_check(c);
 }
 
 /* ---- RenewAgent ---- */
@@ -1070,6 +1252,12 @@ renew_done(void *arg, int status)
     if (status != 0) {
         ncall_finish(c, SIGIL_RPC_UNAVAILABLE, "cannot record the renewal (database)");
         return;
+    }
+    {
+        struct agent_node *a = agent_find(n, c->agent_id);
+
+        if (a != NULL) /* the new SVID may be used before the feed brings the row */
+            snprintf(a->new_serial, sizeof a->new_serial, "%s", c->new_serial);
     }
     resp.svid_chain.data = c->chain.data;
     resp.svid_chain.len = c->chain.len;
@@ -1475,55 +1663,22 @@ streams_changed(struct sigil_nodeapi *n, bool entries, bool bundles)
     }
 }
 
-/* On a worker: is the stream's agent still there and not banned? */
-static int
-recheck_work(struct sigil_db_conn *conn, void *arg)
-{
-    struct ncall *c = arg;
-    struct sigil_store_agent a = {0};
-    int r;
-
-    if ((r = sigil_store_agent_get(conn, c->agent_id, &a, &c->serr)) != 0)
-        return r;
-    r = a.banned ? SIGIL_ERR_DENIED : 0;
-    sigil_store_agent_free(&a);
-    return r;
-}
-
+/* After the agents changed: open streams of a banned or evicted agent end with the reason. */
 static void
-recheck_done(void *arg, int status)
+streams_recheck(struct sigil_nodeapi *n)
 {
-    struct ncall *c = arg;
-    struct sigil_nodeapi *n = c->n;
+    struct ncall *c = n->streams, *next;
 
-    c->busy = false;
-    n->jobs--;
-    if (c->gone || n->stopping) {
-        ncall_finish(c, SIGIL_RPC_UNAVAILABLE, "server stopping");
-        maybe_free(n);
-        return;
-    }
-    if (status == SIGIL_ERR_NOTFOUND)
-        stream_close(c, SIGIL_RPC_PERMISSION_DENIED, "agent was evicted: attest again");
-    else if (status == SIGIL_ERR_DENIED)
-        stream_close(c, SIGIL_RPC_PERMISSION_DENIED, "agent is banned");
-}
+    for (; c != NULL; c = next) {
+        struct agent_node *a;
 
-/* Open streams of agents that changed are checked again: a ban or an eviction ends them. */
-static void
-streams_recheck(struct sigil_nodeapi *n, const struct sigil_store_strv *agents)
-{
-    for (struct ncall *c = n->streams; c != NULL; c = c->next) {
-        bool hit = false;
-
-        if (c->call == NULL || c->busy)
+        next = c->next;
+        if (c->call == NULL)
             continue;
-        for (size_t i = 0; i < agents->count && !hit; i++)
-            hit = strcmp(agents->items[i], c->agent_id) == 0;
-        if (hit && sigil_db_submit(n->db, recheck_work, recheck_done, c, &c->dberr) == 0) {
-            c->busy = true;
-            n->jobs++;
-        }
+        if ((a = agent_find(n, c->agent_id)) == NULL)
+            stream_close(c, SIGIL_RPC_PERMISSION_DENIED, "agent was evicted: attest again");
+        else if (a->banned)
+            stream_close(c, SIGIL_RPC_PERMISSION_DENIED, "agent is banned");
     }
 }
 
@@ -1605,6 +1760,12 @@ load_index(struct sigil_nodeapi *n, const char *conninfo, const char **why)
         goto out;
     }
     sigil_index_set_revision(n->ix, j.all_rev);
+    for (size_t i = 0; i < j.agents_all.count && r == 0; i++)
+        r = agent_put(n, &j.agents_all.items[i]);
+    if (r != 0) {
+        *why = "cannot hold the agents";
+        goto out;
+    }
     n->bundle_doc = j.own.document;
     j.own.document = NULL;
     n->fed = j.fed;
@@ -1614,6 +1775,7 @@ out:
     sigil_store_entry_list_free(&j.all);
     sigil_store_bundle_free(&j.own);
     sigil_store_bundle_list_free(&j.fed);
+    sigil_store_agent_list_free(&j.agents_all);
     return r;
 }
 
@@ -1624,6 +1786,8 @@ really_free(struct sigil_nodeapi *n)
     void *arg = n->done_arg;
 
     sigil_index_free(n->ix);
+    agents_clear(n);
+    free(n->agents);
     sigil_tls_ctx_free(n->tls);
     X509_free(n->svid);
     EVP_PKEY_free(n->svid_key);
@@ -1699,7 +1863,8 @@ sigil_nodeapi_start(const struct sigil_nodeapi_opts *o, struct sigil_nodeapi **o
     if ((n->td = strdup(o->trust_domain)) == NULL ||
         (o->x509pop_roots != NULL &&
          (n->acfg.x509pop_roots = X509_chain_up_ref(o->x509pop_roots)) == NULL) ||
-        sigil_index_new(n->server_id, &n->ix) != 0)
+        sigil_index_new(n->server_id, &n->ix) != 0 ||
+        (n->agents = calloc(AGENT_BUCKETS, sizeof *n->agents)) == NULL)
         goto fail;
     n->acfg.trust_domain = n->td;
     n->acfg.join_token_enabled = o->join_token_enabled;

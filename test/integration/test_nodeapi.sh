@@ -6,8 +6,8 @@
 # authorized entry (its ID, openssl verify) and refuses another agent's; a JWT-SVID validates
 # against the bundle's JWKS; SyncEntries sends N entries in pages, then pushes a new entry on
 # the open stream (the delay is printed); RenewAgent; a ban ends the agent's open stream; a
-# banned agent and an evicted agent are refused with their reasons; the metrics count. One
-# line per check, then a summary.
+# banned agent and an evicted agent are refused with their reasons; the metrics count; a
+# restart keeps agents and entries. One line per check, then a summary.
 set -uo pipefail
 SRC=${SIGIL_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 BUILD=${SIGIL_BUILD_DIR:-$SRC/build}
@@ -202,8 +202,12 @@ check "a ban ends the agent's open SyncEntries stream with the reason" grep -q "
 cl a1 sign "$E1" "$TMP/web3.pem" >"$TMP/banned.out" 2>&1
 check "a banned agent is refused with the reason" grep -q "error PERMISSION_DENIED: agent is banned" "$TMP/banned.out"
 "$SRV" agent evict --spiffe-id "$P1" >/dev/null 2>&1
-cl p1 sign "$E2" "$TMP/db2.pem" >"$TMP/evicted.out" 2>&1
-check "an evicted agent is told to attest again" grep -q "error PERMISSION_DENIED: agent was evicted: attest again" "$TMP/evicted.out"
+# the server learns of the eviction from its event feed (milliseconds): allow a moment
+evicted() {
+  cl p1 sign "$E2" "$TMP/db2.pem" >"$TMP/evicted.out" 2>&1
+  grep -q "error PERMISSION_DENIED: agent was evicted: attest again" "$TMP/evicted.out"
+}
+check "an evicted agent is told to attest again" until_ok 5 evicted
 cl p1 attest x509pop "$TMP/node1.pem" "$TMP/node1.key" >"$TMP/p1b.out" 2>&1
 cl p1 sign "$E2" "$TMP/db3.pem" >"$TMP/p1sign.out" 2>&1
 check "... and after attesting again it signs" grep -q "^spiffe_id=spiffe://$TD/prod/onprem/payments/db$" "$TMP/p1sign.out"
@@ -220,6 +224,21 @@ wait "$SRV_PID"
 rc=$?
 SRV_PID=
 check "the server stops cleanly (exit 0)" test "$rc" = 0
+
+# a restart loads the agents and entries from the database: no attestation needed
+"$SRV" run --config "$TMP/server.yaml" >>"$TMP/server.log" 2>&1 &
+SRV_PID=$!
+until_ok 30 "$SRV" healthcheck --admin-socket "$ADMIN"
+until_ok 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$PORT"
+cl p1 sign "$E2" "$TMP/db4.pem" >"$TMP/restart.out" 2>&1
+check "after a restart the agent signs with its SVID (agents and entries loaded)" grep -q "^spiffe_id=spiffe://$TD/prod/onprem/payments/db$" "$TMP/restart.out"
+cl a1 sign "$E1" "$TMP/web4.pem" >"$TMP/restart2.out" 2>&1
+check "... and the banned agent stays banned" grep -q "error PERMISSION_DENIED: agent is banned" "$TMP/restart2.out"
+kill -TERM "$SRV_PID"
+wait "$SRV_PID"
+rc=$?
+SRV_PID=
+check "the server stops cleanly again (exit 0)" test "$rc" = 0
 if [ "$failed" != 0 ]; then
   echo "# entry create:"; head -5 "$TMP/mkentry.log" | sed "s/^/# /"
   echo "# server log:"
