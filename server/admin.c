@@ -27,6 +27,8 @@ struct sigil_admin {
     struct sigil_db *db;
     const struct sigil_policy *policy;
     struct sigil_admin_roles roles;
+    const struct sigil_ca_params *ca; /* NULL: no CA rotation here */
+    int64_t jwt_max_ttl_s;
 };
 
 /* A caller's role; a team admin's prefixes are read from the database by the worker. */
@@ -61,6 +63,10 @@ enum op {
     OP_FEDERATION_LIST,
     OP_FEDERATION_CREATE,
     OP_FEDERATION_DELETE,
+    OP_CA_SHOW,
+    OP_CA_PREPARE,
+    OP_CA_ACTIVATE,
+    OP_CA_RETIRE,
 };
 
 /* One request handed to a worker. */
@@ -87,6 +93,8 @@ struct job {
     char *object_type, *object_id, *actor_filter; /* audit */
     char td[SIGIL_TRUST_DOMAIN_MAX + 1];          /* federated bundles, federation */
     char *text;                                   /* PUT bundle: the body, NUL-terminated */
+    const struct sigil_ca_params *ca;             /* CA steps */
+    int64_t jwt_max_ttl_s;                        /* CA retire */
 };
 
 static void
@@ -422,6 +430,88 @@ out:
     free(pc.team);
     sigil_store_entry_free(&patch);
     sigil_store_entry_free(&out);
+    return 0;
+}
+
+/* The CA's answer for a failed step: a refusal of the journal's state is 409 with a code. */
+static void
+post_ca_error(struct job *j, int r, const char *err)
+{
+    const char *msg = err[0] != '\0' ? err : sigil_strerror(r);
+
+    switch (r) {
+    case SIGIL_ERR_EXISTS:
+        post_json(j, 409, error_json("ca.prepared_already", msg));
+        break;
+    case SIGIL_ERR_NOTFOUND:
+        post_json(
+            j, j->op == OP_CA_SHOW ? 404 : 409,
+            error_json(j->op == OP_CA_SHOW ? "ca.no_trust_root" : "ca.nothing_prepared", msg));
+        break;
+    case SIGIL_ERR_STATE:
+    case SIGIL_ERR_VERIFY:
+        post_json(j, 409, error_json("ca.journal_state", msg));
+        break;
+    case SIGIL_ERR_IO:
+        post_json(j, 503, error_json("database.unavailable", msg));
+        break;
+    default:
+        post_json(j, 500, error_json("internal", msg));
+        break;
+    }
+}
+
+/* GET /v1/ca and the rotation steps: a step opens the CA as no instance (it mints no
+ * intermediate; the running servers follow through their journal re-read), runs in one
+ * transaction that also writes the audit record, and answers the journal as it then is. */
+static int
+work_ca(struct sigil_db_conn *c, struct job *j)
+{
+    struct sigil_ca_params p;
+    struct sigil_ca *ca = NULL;
+    char err[SIGIL_CA_ERR_MAX] = "";
+    const char *serial, *until;
+    json_t *shown = NULL;
+    size_t retired = 0;
+    int r = 0;
+
+    if (j->ca == NULL) {
+        post_json(j, 503, error_json("ca.unavailable", "this server does not rotate its CA"));
+        return 0;
+    }
+    if (j->op != OP_CA_SHOW) {
+        p = *j->ca;
+        p.instance_id = NULL;
+        if ((r = sigil_ca_open(c, &p, &ca, NULL, err, sizeof err)) != 0 ||
+            (r = sigil_ca_set_actor(ca, j->actor)) != 0)
+            goto fail;
+        r = j->op == OP_CA_PREPARE ? sigil_ca_prepare(ca, c, err, sizeof err)
+            : j->op == OP_CA_ACTIVATE
+                ? sigil_ca_activate(ca, c, err, sizeof err)
+                : sigil_ca_retire(ca, c, j->jwt_max_ttl_s, &retired, err, sizeof err);
+        if (r != 0)
+            goto fail;
+    }
+    if ((r = sigil_ca_show(c, &shown, err, sizeof err)) != 0)
+        goto fail;
+    if (j->op == OP_CA_RETIRE && retired == 0 && sigil_ca_retire_blocker(shown, &serial, &until)) {
+        snprintf(err, sizeof err,
+                 "old root %s still signs an unexpired intermediate CA, so SVIDs under it can be "
+                 "valid until %s (retire again after that)",
+                 serial, until);
+        post_json(j, 409, error_json("ca.root_in_use", err));
+        goto out;
+    }
+    if (j->op == OP_CA_RETIRE)
+        json_object_set_new(shown, "retired", json_integer((json_int_t)retired));
+    post_json(j, 200, shown);
+    shown = NULL;
+    goto out;
+fail:
+    post_ca_error(j, r, err);
+out:
+    json_decref(shown);
+    sigil_ca_free(ca);
     return 0;
 }
 
@@ -966,6 +1056,11 @@ work(struct sigil_db_conn *c, void *arg)
     case OP_FEDERATION_CREATE:
     case OP_FEDERATION_DELETE:
         return work_federation(c, j);
+    case OP_CA_SHOW:
+    case OP_CA_PREPARE:
+    case OP_CA_ACTIVATE:
+    case OP_CA_RETIRE:
+        return work_ca(c, j);
     default:
         r = SIGIL_ERR_INTERNAL;
         break;
@@ -1000,6 +1095,7 @@ is_write(enum op op)
     case OP_FEDBUNDLE_LIST:
     case OP_FEDBUNDLE_GET:
     case OP_FEDERATION_LIST:
+    case OP_CA_SHOW:
         return false;
     default:
         return true;
@@ -1309,6 +1405,44 @@ h_bundle(struct sigil_http_req *req, void *arg)
         submit(arg, j);
 }
 
+/* GET /v1/ca and POST /v1/ca:prepare|activate|retire (no body). */
+static void
+ca_job(struct sigil_http_req *req, void *arg, enum op op)
+{
+    struct sigil_admin *a = arg;
+    struct job *j;
+
+    if ((j = job_new(arg, req, op)) == NULL)
+        return;
+    j->ca = a->ca;
+    j->jwt_max_ttl_s = a->jwt_max_ttl_s;
+    submit(arg, j);
+}
+
+static void
+h_ca_show(struct sigil_http_req *req, void *arg)
+{
+    ca_job(req, arg, OP_CA_SHOW);
+}
+
+static void
+h_ca_prepare(struct sigil_http_req *req, void *arg)
+{
+    ca_job(req, arg, OP_CA_PREPARE);
+}
+
+static void
+h_ca_activate(struct sigil_http_req *req, void *arg)
+{
+    ca_job(req, arg, OP_CA_ACTIVATE);
+}
+
+static void
+h_ca_retire(struct sigil_http_req *req, void *arg)
+{
+    ca_job(req, arg, OP_CA_RETIRE);
+}
+
 /* The handlers whose whole request is a JSON body. */
 static void
 body_job(struct sigil_http_req *req, void *arg, enum op op)
@@ -1541,9 +1675,20 @@ sigil_admin_routes(struct sigil_admin *a, struct sigil_http_server *srv)
         (r = sigil_http_route(srv, "DELETE", FEDBUNDLES_PREFIX, true, h_fed_bundle, a)) != 0 ||
         (r = sigil_http_route(srv, "GET", FEDERATIONS, false, h_federations, a)) != 0 ||
         (r = sigil_http_route(srv, "POST", FEDERATIONS, false, h_federations, a)) != 0 ||
-        (r = sigil_http_route(srv, "DELETE", FEDERATIONS_PREFIX, true, h_federation, a)) != 0)
+        (r = sigil_http_route(srv, "DELETE", FEDERATIONS_PREFIX, true, h_federation, a)) != 0 ||
+        (r = sigil_http_route(srv, "GET", "/v1/ca", false, h_ca_show, a)) != 0 ||
+        (r = sigil_http_route(srv, "POST", "/v1/ca:prepare", false, h_ca_prepare, a)) != 0 ||
+        (r = sigil_http_route(srv, "POST", "/v1/ca:activate", false, h_ca_activate, a)) != 0 ||
+        (r = sigil_http_route(srv, "POST", "/v1/ca:retire", false, h_ca_retire, a)) != 0)
         return r;
     return 0;
+}
+
+void
+sigil_admin_set_ca(struct sigil_admin *a, const struct sigil_ca_params *p, int64_t jwt_max_ttl_s)
+{
+    a->ca = p;
+    a->jwt_max_ttl_s = jwt_max_ttl_s;
 }
 
 void

@@ -1226,3 +1226,27 @@ sigil_ca_show(struct sigil_db_conn *c, json_t **out, char *err, size_t errlen)
     *out = s.out;
     return 0;
 }
+
+bool
+sigil_ca_retire_blocker(const json_t *shown, const char **serial, const char **until)
+{
+    const json_t *a;
+    size_t i;
+
+    json_array_foreach(json_object_get(shown, "authorities"), i, a)
+    {
+        const char *kind = json_string_value(json_object_get(a, "kind"));
+        const char *state = json_string_value(json_object_get(a, "state"));
+        const json_t *u = json_object_get(a, "signs_unexpired_intermediates_until");
+
+        if (kind != NULL && strcmp(kind, "x509_root") == 0 && state != NULL &&
+            strcmp(state, "old") == 0 && json_is_string(u)) {
+            *serial = json_string_value(json_object_get(a, "serial"));
+            *until = json_string_value(u);
+            if (*serial == NULL)
+                *serial = "?";
+            return true;
+        }
+    }
+    return false;
+}

@@ -102,5 +102,9 @@ int sigil_ca_set_actor(struct sigil_ca *ca, const char *actor);
  * Returns 0 and *out (caller json_decref()s), SIGIL_ERR_NOTFOUND on a database without a trust
  * root, or another SIGIL_ERR_* with err set. */
 int sigil_ca_show(struct sigil_db_conn *c, json_t **out, char *err, size_t errlen);
+/* Finds in a sigil_ca_show document the old root that keeps retire from removing it (an
+ * unexpired intermediate chains to it). Returns true and sets *serial and *until (borrowed
+ * from shown), or false if no old root is kept. */
+bool sigil_ca_retire_blocker(const json_t *shown, const char **serial, const char **until);
 
 #endif

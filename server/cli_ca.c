@@ -1,6 +1,7 @@
-/* sigil-server ca: root CA rotation for operators (prepare, activate, retire; show reads). Each
- * step opens the CA the way a server does, but as no instance (it mints no intermediate), runs
- * in one transaction under the CA lock and writes an audit record naming the local uid. */
+/* sigil-server ca: root CA rotation for operators (prepare, activate, retire; show reads), over
+ * the admin socket (the admin API's /v1/ca routes) or, with --config, locally against the
+ * database and key directory. Either way a step opens the CA as no instance (it mints no
+ * intermediate), runs in one transaction under the CA lock and writes an audit record. */
 #include "cli_ca.h"
 
 #include <getopt.h>
@@ -13,16 +14,20 @@
 
 #include "ca.h"
 #include "cli.h"
+#include "cli_fmt.h"
+#include "cli_http.h"
 #include "server_config.h"
 #include "sigil/db.h"
 #include "sigil/err.h"
 
 #define CA_HELP                                                                                    \
-    "usage: sigil-server ca show|prepare|activate|retire --config FILE [--output json]\n"          \
+    "usage: sigil-server ca show|prepare|activate|retire [--admin-socket PATH | --config FILE]\n"  \
+    "                   [--output json]\n"                                                         \
     "\n"                                                                                           \
-    "Root CA rotation, run on a host with the server's configuration: the commands open its\n"     \
-    "database and ca.key_dir directly (like migrate); running servers follow within\n"             \
-    "ca.check_interval. Each step is one transaction and writes an audit record (uid:<you>).\n"    \
+    "Root CA rotation. By default over the running server's admin socket (the admin API's\n"       \
+    "/v1/ca routes, audited under your uid); with --config FILE locally against that\n"            \
+    "configuration's database and ca.key_dir (like migrate, e.g. with no server running).\n"       \
+    "Running servers follow within ca.check_interval. Each step is one transaction.\n"             \
     "\n"                                                                                           \
     "  show      the CA journal: roots and JWT keys in every state, unexpired intermediates,\n"    \
     "            the bundle sequence; a root says until when SVIDs under it can be valid\n"        \
@@ -34,14 +39,19 @@
     "  retire    remove old roots no unexpired intermediate chains to, and old JWT keys\n"         \
     "            replaced longer than policy.jwt_ttl.max ago; refused (exit 1) while an\n"         \
     "            old root can still have valid SVIDs under it\n"                                   \
-    "\n"                                                                                           \
-    "  --config FILE   the server's configuration (database.conninfo, ca.*)\n"                     \
-    "  --output json   show: the journal as JSON\n"                                                \
+    "\n" COMMON_SOCKET_HELP                                                                        \
+    "  --config FILE         run locally with the server's configuration (database.conninfo,\n"    \
+    "                        ca.*) instead of over the admin socket\n"                             \
+    "  --output json         the journal as JSON\n"                                                \
     "\n"                                                                                           \
     "Exit codes: 0 done; 1 failed or refused (nothing prepared, one prepared already, an old\n"    \
-    "root still in use, database unreachable); 3 invalid configuration; 4 refused by the\n"        \
-    "database's state (another trust domain, a CA key that does not match the journal);\n"         \
-    "64 a command line error.\n"
+    "root still in use, database unreachable); 2 the admin socket could not be reached or the\n"   \
+    "answer was unreadable; 3 invalid configuration; 4 refused by the database's state\n"          \
+    "(another trust domain, a CA key that does not match the journal); 64 a command line\n"        \
+    "error.\n"
+#define COMMON_SOCKET_HELP                                                                         \
+    "  --admin-socket PATH   the server's admin socket (default: $SIGIL_ADMIN_SOCKET, else\n"      \
+    "                        " SIGIL_CLI_ADMIN_SOCKET_DEFAULT ")\n"
 
 enum step { STEP_SHOW, STEP_PREPARE, STEP_ACTIVATE, STEP_RETIRE };
 
@@ -98,23 +108,14 @@ static void
 explain_kept(struct sigil_db_conn *c)
 {
     char err[SIGIL_CA_ERR_MAX];
-    json_t *j = NULL, *a;
-    size_t i;
+    const char *serial, *until;
+    json_t *j = NULL;
 
-    if (sigil_ca_show(c, &j, err, sizeof err) != 0)
-        return;
-    json_array_foreach(json_object_get(j, "authorities"), i, a)
-    {
-        if (strcmp(str_of(a, "kind"), "x509_root") == 0 && strcmp(str_of(a, "state"), "old") == 0 &&
-            json_is_string(json_object_get(a, "signs_unexpired_intermediates_until"))) {
-            fprintf(stderr,
-                    "sigil-server ca: retire refused: old root %s still signs an unexpired "
-                    "intermediate CA, so SVIDs under it can be valid until %s (run retire again "
-                    "after that)\n",
-                    str_of(a, "serial"), str_of(a, "signs_unexpired_intermediates_until"));
-            break;
-        }
-    }
+    if (sigil_ca_show(c, &j, err, sizeof err) == 0 && sigil_ca_retire_blocker(j, &serial, &until))
+        fprintf(stderr,
+                "sigil-server ca: old root %s still signs an unexpired intermediate CA, so SVIDs "
+                "under it can be valid until %s (retire again after that)\n",
+                serial, until);
     json_decref(j);
 }
 
@@ -132,6 +133,32 @@ has_old_root(struct sigil_db_conn *c)
 
     sigil_db_res_free(res);
     return old;
+}
+
+/* Prints what a step did and the journal (text or JSON). Returns an exit code. */
+static int
+print_result(enum step step, json_t *shown, bool json, size_t retired)
+{
+    if (step == STEP_PREPARE)
+        printf("prepared a new root CA and JWT key (published, not yet used)\n");
+    else if (step == STEP_ACTIVATE)
+        printf("activated the prepared root CA and JWT key\n");
+    else if (step == STEP_RETIRE)
+        printf("retired %zu old authorit%s\n", retired, retired == 1 ? "y" : "ies");
+    if (json) {
+        char *s = json_dumps(shown, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        if (s == NULL) {
+            fprintf(stderr, "sigil-server ca: out of memory\n");
+            return SIGIL_CLI_EXIT_FAIL;
+        }
+        puts(s);
+        free(s);
+        return SIGIL_CLI_EXIT_OK;
+    }
+    if (step != STEP_SHOW)
+        printf("\n");
+    print_show(shown);
+    return SIGIL_CLI_EXIT_OK;
 }
 
 /* The exit code for a failure of sigil_ca_open or a step. */
@@ -199,31 +226,57 @@ run_step(enum step step, const struct sigil_server_config *cfg, bool json)
         code = exit_for(r);
         goto out;
     }
-    if (step == STEP_PREPARE)
-        printf("prepared a new root CA and JWT key (published, not yet used)\n");
-    else if (step == STEP_ACTIVATE)
-        printf("activated the prepared root CA and JWT key\n");
-    else if (step == STEP_RETIRE)
-        printf("retired %zu old authorit%s\n", retired, retired == 1 ? "y" : "ies");
-    if (json) {
-        char *s = json_dumps(shown, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-        if (s == NULL) {
-            fprintf(stderr, "sigil-server ca: out of memory\n");
-            goto out;
-        }
-        puts(s);
-        free(s);
-    } else {
-        if (step != STEP_SHOW)
-            printf("\n");
-        print_show(shown);
-    }
-    code = SIGIL_CLI_EXIT_OK;
+    if ((code = print_result(step, shown, json, retired)) != SIGIL_CLI_EXIT_OK)
+        goto out;
 out:
     json_decref(shown);
     sigil_ca_free(ca);
     sigil_db_disconnect(c);
     return code;
+}
+
+/* The step over the admin socket: GET /v1/ca or POST /v1/ca:<step>. */
+static int
+run_remote(enum step step, const char *sock, bool json)
+{
+    static const char *const targets[] = {"/v1/ca", "/v1/ca:prepare", "/v1/ca:activate",
+                                          "/v1/ca:retire"};
+    struct sigil_cli_response resp = {0};
+    char err[512], code[64], msg[1024];
+    json_t *j = NULL;
+    int r, exit_code = SIGIL_CLI_EXIT_UNREACHABLE;
+
+    if (sigil_cli_http_init() != 0) {
+        fprintf(stderr, "sigil-server ca: cannot start libcurl\n");
+        return SIGIL_CLI_EXIT_FAIL;
+    }
+    if ((r = sigil_cli_http_request(sock, step == STEP_SHOW ? "GET" : "POST", targets[step], NULL,
+                                    0, &resp, err, sizeof err)) != 0) {
+        fprintf(stderr, "sigil-server ca: %s\n", err);
+        goto out;
+    }
+    if (resp.status != 200) {
+        sigil_cli_fmt_error((const char *)resp.body.data, resp.body.len, resp.status, code,
+                            sizeof code, msg, sizeof msg);
+        if (code[0] != '\0')
+            fprintf(stderr, "sigil-server ca: %s (%s)\n", msg, code);
+        else
+            fprintf(stderr, "sigil-server ca: %s\n", msg);
+        exit_code = SIGIL_CLI_EXIT_FAIL;
+        goto out;
+    }
+    if ((j = json_loadb((const char *)resp.body.data, resp.body.len, JSON_REJECT_DUPLICATES,
+                        NULL)) == NULL ||
+        !json_is_object(j)) {
+        fprintf(stderr, "sigil-server ca: the server's answer is not the CA journal\n");
+        goto out;
+    }
+    exit_code =
+        print_result(step, j, json, (size_t)json_integer_value(json_object_get(j, "retired")));
+out:
+    json_decref(j);
+    sigil_cli_response_free(&resp);
+    return exit_code;
 }
 
 int
@@ -232,13 +285,14 @@ sigil_cli_ca_main(int argc, char **argv)
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
         {"output", required_argument, NULL, 'o'},
+        {"admin-socket", required_argument, NULL, 's'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     static const char *const names[] = {"show", "prepare", "activate", "retire"};
     struct sigil_server_config cfg;
     struct sigil_config_error cerr;
-    const char *config = NULL;
+    const char *config = NULL, *sock = NULL;
     bool json = false;
     int c, step = -1, code;
 
@@ -253,8 +307,11 @@ sigil_cli_ca_main(int argc, char **argv)
     if (step < 0)
         return usage("unknown command \"%s\"", argv[1]);
     optind = 1;
-    while ((c = getopt_long(argc - 1, argv + 1, "c:o:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc - 1, argv + 1, "c:o:s:h", opts, NULL)) != -1) {
         switch (c) {
+        case 's':
+            sock = optarg;
+            break;
         case 'c':
             config = optarg;
             break;
@@ -272,8 +329,13 @@ sigil_cli_ca_main(int argc, char **argv)
     }
     if (optind != argc - 1)
         return usage("unexpected argument \"%s\"", argv[optind + 1]);
-    if (config == NULL)
-        return usage("%s", "--config FILE is required (the server's configuration)");
+    if (config != NULL && sock != NULL)
+        return usage("%s", "give --admin-socket or --config, not both");
+    if (config == NULL) {
+        if (sock == NULL && ((sock = getenv("SIGIL_ADMIN_SOCKET")) == NULL || sock[0] == '\0'))
+            sock = SIGIL_CLI_ADMIN_SOCKET_DEFAULT;
+        return run_remote((enum step)step, sock, json);
+    }
     if (sigil_server_config_load(config, &cfg, &cerr) != 0) {
         fprintf(stderr, "sigil-server ca: %s\n", cerr.text);
         return SIGIL_CLI_EXIT_CONFIG;

@@ -637,6 +637,7 @@ serve(struct app *app)
         sigil_log(SIGIL_LOG_ERROR, COMPONENT, "admin API: %s", sigil_strerror(r));
         return RUN_FAIL;
     }
+    sigil_admin_set_ca(app->admin, &app->ca_params, cfg->policy_jwt_ttl.max_ms / 1000);
     if ((r = sigil_http_route(app->srv, "GET", "/live", false, h_live, app)) != 0 ||
         (r = sigil_http_route(app->srv, "GET", "/ready", false, h_ready, app)) != 0 ||
         (r = sigil_http_route(app->srv, "GET", "/metrics", false, h_metrics, app)) != 0 ||

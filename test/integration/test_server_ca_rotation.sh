@@ -86,9 +86,10 @@ wait_for() { # what command...
 # --- exit codes before anything runs
 check "ca without a step is a usage error (64)" test "$(ca)" = 64
 check "an unknown step is a usage error (64)" test "$(ca rotate --config "$CFG")" = 64
-check "a step without --config is a usage error (64)" test "$(ca show)" = 64
+check "--config with --admin-socket is a usage error (64)" test "$(ca show --config "$CFG" --admin-socket "$ADMIN")" = 64
+check "a step over an admin socket nobody serves is exit 2" test "$(ca show --admin-socket "$TMP/none.sock")" = 2
 check "--help documents the steps and exit codes" \
-  bash -c "'$BIN' ca --help | grep -q 'retire    remove old roots' && '$BIN' ca --help | grep -q '^64 a command line error'"
+  bash -c "'$BIN' ca --help | grep -q 'retire    remove old roots' && '$BIN' ca --help | grep -q '64 a command line\$' && '$BIN' ca --help | grep -q '2 the admin socket could not be reached'"
 printf 'trust_domain: %s\nca:\n  key_dirr: /x\n' "$TD" >"$TMP/bad.yaml"
 check "a bad configuration is exit 3" test "$(ca show --config "$TMP/bad.yaml")" = 3
 check "show on a database without a trust root is refused (1) saying what to do" \
@@ -189,6 +190,31 @@ check "... the retire record says what it retired" \
 # --- another trust domain on this database is refused by its state (4)
 sed "s/^trust_domain: .*/trust_domain: other.example/" "$CFG" >"$TMP/other.yaml"
 check "a step with another trust domain's configuration is exit 4" test "$(ca prepare --config "$TMP/other.yaml")" = 4
+
+# --- a second rotation over the admin API (the CLI's default, and curl)
+api() { curl -s -o "$TMP/api.json" -w '%{http_code}' --unix-socket "$ADMIN" -X "$1" "http://localhost$2"; }
+acode() { python3 -c "import json; print(json.load(open('$TMP/api.json'))['error']['code'])"; }
+check "GET /v1/ca is 200 with the journal (sequence 3)" \
+  test "$(api GET /v1/ca)/$(python3 -c "import json; print(json.load(open('$TMP/api.json'))['bundle_sequence'])")" = 200/3
+check "ca prepare over the admin socket exits 0" test "$(ca prepare --admin-socket "$ADMIN")" = 0
+check "... and prints the prepared root" grep -q '^x509_root *prepared' "$TMP/ca.out"
+bundle_json
+check "bundle show: two roots, spiffe_sequence 4" test "$(bj "$X509KEYS, d['spiffe_sequence']")" = "2 4"
+check "POST /v1/ca:prepare again is 409 ca.prepared_already" test "$(api POST /v1/ca:prepare)/$(acode)" = 409/ca.prepared_already
+check "ca activate over the admin socket exits 0" test "$(ca activate --admin-socket "$ADMIN")" = 0
+check "POST /v1/ca:activate with nothing prepared is 409 ca.nothing_prepared" \
+  test "$(api POST /v1/ca:activate)/$(acode)" = 409/ca.nothing_prepared
+check "the server mints its intermediate under the third root" \
+  wait_for bash -c "[ \$(grep -c 'intermediate CA renewed' '$TMP/server.log') -ge 2 ]"
+check "ca retire over the admin socket is refused (1)" test "$(ca retire --admin-socket "$ADMIN")" = 1
+check "... naming the old root, why and the code" \
+  bash -c "grep -q 'still signs an unexpired intermediate CA' '$TMP/ca.err' && grep -q 'ca.root_in_use' '$TMP/ca.err'"
+check "POST /v1/ca:retire is 409 ca.root_in_use" test "$(api POST /v1/ca:retire)/$(acode)" = 409/ca.root_in_use
+check "GET on a step is 405" test "$(api GET /v1/ca:prepare)" = 405
+check "audit records of the API steps, by the socket caller's uid" \
+  test "$(q "SELECT string_agg(action || '/' || actor, ',' ORDER BY id) FROM audit_log WHERE object_type = 'ca' AND id > (SELECT max(id) FROM audit_log WHERE action = 'ca.retire')")" = "ca.prepare/uid:$(id -u),ca.activate/uid:$(id -u)"
+check "ca show --output json over the socket: sequence 4, three roots in the journal (retired, old, active)" \
+  bash -c "'$BIN' ca show --admin-socket '$ADMIN' --output json | python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(not (d[\"bundle_sequence\"] == 4 and len([a for a in d[\"authorities\"] if a[\"kind\"] == \"x509_root\"]) == 3))'"
 
 kill -TERM "$SPID"
 wait "$SPID"

@@ -164,6 +164,16 @@ check "team admin: reads entries (200)" test "$(as lead GET /v1/entries)" = 200
 check "team admin: agents are for platform admins (403)" test "$(as lead GET /v1/agents)/$(code)" = 403/auth.forbidden
 check "team admin: DELETE of its own entry is 204" test "$(as lead DELETE "/v1/entries/$PAY")" = 204
 
+# --- root CA rotation: platform admins only, viewers may look
+check "viewer: GET /v1/ca (200)" test "$(as viewer GET /v1/ca)" = 200
+check "viewer: POST /v1/ca:prepare is 403" test "$(as viewer POST /v1/ca:prepare)/$(code)" = 403/auth.forbidden
+check "team admin: POST /v1/ca:prepare is 403" test "$(as lead POST /v1/ca:prepare)/$(code)" = 403/auth.forbidden
+check "team admin: GET /v1/ca is 403" test "$(as lead GET /v1/ca)" = 403
+check "nothing was prepared by them" test "$(q "SELECT count(*) FROM ca_journal WHERE state = 'prepared'")" = 0
+check "platform admin: POST /v1/ca:prepare (200)" test "$(as platform POST /v1/ca:prepare)" = 200
+check "the audit log records the platform admin for ca.prepare" \
+  test "$(q "SELECT actor FROM audit_log WHERE action = 'ca.prepare'")" = "spiffe://$TD/sigil/admin/platform"
+
 # --- anyone else of our trust domain
 check "an SVID with no role: 403 auth.forbidden" test "$(as nobody GET /v1/entries)/$(code)" = 403/auth.forbidden
 check "... even for writes under any prefix" test "$(as nobody POST /v1/entries "$(entry /prod/gcp/payments/x)")" = 403
