@@ -72,8 +72,9 @@ test_malformed_documents(void **state)
         "{\"authorities\":{}}",
         "{\"authorities\":[1,\"x\",null,[]]}",
         "{\"authorities\":[{\"kind\":1,\"state\":\"old\"}]}",
-        "{\"authorities\":[{\"kind\":\"x509_root\",\"state\":\"old\","
-        "\"signs_unexpired_intermediates_until\":5}]}",
+        /* one element split over two lines (parenthesized for clang's -Wstring-concatenation) */
+        ("{\"authorities\":[{\"kind\":\"x509_root\",\"state\":\"old\","
+         "\"signs_unexpired_intermediates_until\":5}]}"),
     };
     const char *serial = NULL, *until = NULL;
 
