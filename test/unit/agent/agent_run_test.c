@@ -936,7 +936,7 @@ test_run(void **state)
 
     /* banned: the agent says so and exits with 3 */
     command(CMD_BAN);
-    for (i = 0; i < 50 && !exited; i++) {
+    for (i = 0; i < 150 && !exited; i++) {
         usleep(100000);
         exited = waitpid(agent, &st, WNOHANG) == agent;
     }
