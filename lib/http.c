@@ -2,6 +2,7 @@
  * listeners, the TLS contexts, our per-connection and per-request records, routing, JSON
  * errors, deferred answers from worker threads and the graceful stop. See sigil/http.h. */
 #include "sigil/http.h"
+#include "sigil/unixsock.h"
 #include "sigil/x509.h"
 #include "sigil/err.h"
 #include "sigil/spiffeid.h"
@@ -1203,44 +1204,6 @@ listener_close(struct listener *l)
     uv_close(&l->u.h, on_listener_closed);
 }
 
-/* Decides whether path may be replaced: nothing there, or a socket nobody listens on. */
-static int
-unix_path_free(const char *path, const char **why)
-{
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    struct stat st;
-    int fd, r;
-
-    if (lstat(path, &st) != 0) {
-        if (errno == ENOENT)
-            return 0;
-        *why = "cannot stat the socket path";
-        return SIGIL_ERR_IO;
-    }
-    if (!S_ISSOCK(st.st_mode)) {
-        *why = "socket path exists and is not a socket; not replacing it";
-        return SIGIL_ERR_EXISTS;
-    }
-    memcpy(sa.sun_path, path, strlen(path) + 1);
-    if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0) {
-        *why = "socket() failed";
-        return SIGIL_ERR_IO;
-    }
-    /* non-blocking: a live server with a full backlog answers EAGAIN instead of stalling us */
-    r = connect(fd, (struct sockaddr *)&sa, sizeof sa);
-    if (r == 0 || errno == EAGAIN) {
-        *why = "another server is listening on the socket path";
-        r = SIGIL_ERR_EXISTS;
-    } else if (errno == ECONNREFUSED) {
-        r = 0; /* stale: replaced below by rename */
-    } else {
-        *why = "cannot probe the existing socket";
-        r = SIGIL_ERR_IO;
-    }
-    close(fd);
-    return r;
-}
-
 int
 sigil_http_listen_unix(struct sigil_http_server *srv, const char *path, mode_t mode,
                        const char **why)
@@ -1261,7 +1224,7 @@ sigil_http_listen_unix(struct sigil_http_server *srv, const char *path, mode_t m
         *why = "socket path empty or longer than 96 bytes";
         return SIGIL_ERR_RANGE;
     }
-    if ((r = unix_path_free(path, why)) != 0)
+    if ((r = sigil_unixsock_replaceable(path, why)) != 0)
         return r;
     if (RAND_bytes(rnd, sizeof rnd) != 1) {
         *why = "no randomness for the temporary name";

@@ -4,6 +4,7 @@
  * live in rpc_call.c. */
 #include "rpc_srv.h"
 #include "sigil/err.h"
+#include "sigil/unixsock.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -367,42 +368,6 @@ listener_new(struct sigil_rpc_server *srv)
     return l;
 }
 
-/* Nothing at path, or a socket file nobody accepts on. */
-static int
-unix_path_free(const char *path, const char **why)
-{
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    struct stat st;
-    int fd, r;
-
-    if (lstat(path, &st) != 0) {
-        if (errno == ENOENT)
-            return 0;
-        *why = "rpc: cannot stat the socket path";
-        return SIGIL_ERR_IO;
-    }
-    if (!S_ISSOCK(st.st_mode)) {
-        *why = "rpc: the socket path exists and is not a socket; not replacing it";
-        return SIGIL_ERR_EXISTS;
-    }
-    memcpy(sa.sun_path, path, strlen(path) + 1);
-    if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
-        *why = "rpc: socket() failed";
-        return SIGIL_ERR_IO;
-    }
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
-        *why = "rpc: another server is listening on the socket path";
-        r = SIGIL_ERR_EXISTS;
-    } else if (errno == ECONNREFUSED) {
-        r = 0; /* stale: replaced atomically by the rename below */
-    } else {
-        *why = "rpc: cannot probe the existing socket";
-        r = SIGIL_ERR_IO;
-    }
-    close(fd);
-    return r;
-}
-
 int
 sigil_rpc_server_listen_unix(struct sigil_rpc_server *srv, const struct sigil_rpc_unix_opts *o,
                              const char **why)
@@ -424,7 +389,7 @@ sigil_rpc_server_listen_unix(struct sigil_rpc_server *srv, const struct sigil_rp
         *why = "rpc: the socket path must be absolute and at most 96 bytes";
         return SIGIL_ERR_RANGE;
     }
-    if ((r = unix_path_free(o->path, why)) != 0)
+    if ((r = sigil_unixsock_replaceable(o->path, why)) != 0)
         return r;
     if (RAND_bytes(rnd, sizeof rnd) != 1) {
         *why = "rpc: no randomness for the temporary socket name";
