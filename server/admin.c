@@ -173,6 +173,20 @@ post_json(struct job *j, int status, json_t *body)
     j->answered = true;
 }
 
+/* A list page as the contract shapes it: {"<key>": arr, "next_page_token": ...}, the token
+ * only when another page follows. Takes arr (may be NULL after a failure); NULL on failure. */
+static json_t *
+page_body(const char *key, json_t *arr, const char *next_page_token)
+{
+    json_t *body;
+
+    if (arr == NULL || (body = json_pack("{s:o}", key, arr)) == NULL)
+        return NULL;
+    if (next_page_token != NULL)
+        json_object_set_new(body, "next_page_token", json_string(next_page_token));
+    return body;
+}
+
 static int
 work_list(struct sigil_db_conn *c, struct job *j)
 {
@@ -200,9 +214,7 @@ work_list(struct sigil_db_conn *c, struct job *j)
             arr = NULL;
         }
     }
-    if (arr != NULL && (body = json_pack("{s:o}", "entries", arr)) != NULL &&
-        l.next_page_token != NULL)
-        json_object_set_new(body, "next_page_token", json_string(l.next_page_token));
+    body = page_body("entries", arr, l.next_page_token);
     /* a NULL body (out of memory) is answered 500 by the HTTP layer */
     post_json(j, 200, body);
     sigil_store_entry_list_free(&l);
@@ -714,9 +726,7 @@ work_agents(struct sigil_db_conn *c, struct job *j)
             arr = NULL;
         }
     }
-    if (arr != NULL && (body = json_pack("{s:o}", "agents", arr)) != NULL &&
-        l.next_page_token != NULL)
-        json_object_set_new(body, "next_page_token", json_string(l.next_page_token));
+    body = page_body("agents", arr, l.next_page_token);
     post_json(j, 200, body);
     sigil_store_agent_list_free(&l);
     return 0;
@@ -816,9 +826,7 @@ work_audit(struct sigil_db_conn *c, struct job *j)
             arr = NULL;
         }
     }
-    if (arr != NULL && (body = json_pack("{s:o}", "records", arr)) != NULL &&
-        l.next_page_token != NULL)
-        json_object_set_new(body, "next_page_token", json_string(l.next_page_token));
+    body = page_body("records", arr, l.next_page_token);
     post_json(j, 200, body);
     sigil_store_audit_list_free(&l);
     return 0;
