@@ -1541,12 +1541,14 @@ load_identity(struct agent *a)
 
 static const char usage[] =
     "usage: sigil-agent run --config FILE [--join-token TOKEN]\n"
+    "       sigil-agent run --check-config --config FILE\n"
     "       sigil-agent run --print-config-doc\n"
     "\n"
     "Attests this node to sigil-server (unless data_dir holds a valid agent SVID), syncs the\n"
     "entries it may issue and serves the SPIFFE Workload API.\n"
     "  --config FILE        the configuration (see --print-config-doc)\n"
     "  --join-token TOKEN   join token for node attestation (overrides join_token)\n"
+    "  --check-config       load and validate the configuration, print \"ok\" and exit\n"
     "  --print-config-doc   print the commented example configuration and exit\n"
     "Exit codes: 0 stopped by SIGINT/SIGTERM, 1 startup failure, 2 usage error,\n"
     "3 the server refused this agent (banned) or its attestation: the reason is logged and\n"
@@ -1584,11 +1586,13 @@ sigil_agent_run_main(int argc, char **argv)
         {"config", required_argument, NULL, 'c'},
         {"join-token", required_argument, NULL, 'j'},
         {"print-config-doc", no_argument, NULL, 'P'},
+        {"check-config", no_argument, NULL, 'C'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     struct sigil_config_error err;
     struct sigil_wapi_opts wo = {0};
+    bool check_only = false;
     struct agent *a = NULL;
     const char *config = NULL, *why = NULL;
     char *token = NULL;
@@ -1612,6 +1616,9 @@ sigil_agent_run_main(int argc, char **argv)
             break;
         case 'P':
             return sigil_agent_config_print_doc(stdout) == 0 ? 0 : 1;
+        case 'C':
+            check_only = true;
+            break;
         case 'h':
             fputs(usage, stdout);
             return 0;
@@ -1631,6 +1638,11 @@ sigil_agent_run_main(int argc, char **argv)
         goto out;
     if (sigil_agent_config_load(config, &a->cfg, &err) != 0) {
         fprintf(stderr, "sigil-agent run: %s\n", err.text);
+        goto out;
+    }
+    if (check_only) {
+        printf("ok: %s\n", config);
+        rc = 0;
         goto out;
     }
     a->join_token = token != NULL ? token : a->cfg.join_token;

@@ -2,6 +2,7 @@
  * healthcheck) are handled here; every other command group (entry, agent, token, bundle,
  * federation, audit) goes to the CLI, which talks to a running server's admin API. */
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,7 @@ static const char usage_text[] =
     "\n"
     "Server commands:\n"
     "  run --config FILE            run the server in the foreground\n"
+    "      --check-config           (with --config) validate the configuration and exit\n"
     "      --print-config-doc       print the commented example configuration and exit\n"
     "  migrate --config FILE        apply the database migrations and exit\n"
     "          --database CONNINFO  (instead of --config; default $SIGIL_DATABASE)\n"
@@ -92,11 +94,13 @@ cmd_run(int argc, char **argv)
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
         {"print-config-doc", no_argument, NULL, 'P'},
+        {"check-config", no_argument, NULL, 'C'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     struct sigil_server_config cfg;
     const char *config = NULL;
+    bool check_only = false;
     int c, code;
 
     optind = 1;
@@ -107,8 +111,11 @@ cmd_run(int argc, char **argv)
             break;
         case 'P':
             return sigil_server_config_print_doc(stdout) == 0 ? EXIT_OK : EXIT_FAIL;
+        case 'C':
+            check_only = true;
+            break;
         case 'h':
-            printf("usage: sigil-server run --config FILE | --print-config-doc\n"
+            printf("usage: sigil-server run --config FILE [--check-config] | --print-config-doc\n"
                    "exit 0 after a graceful stop (SIGTERM, SIGINT), 1 on a runtime failure\n"
                    "(database unreachable, socket in use), 3 for an invalid configuration,\n"
                    "4 when the database's state refuses this server, 64 command line error\n");
@@ -123,6 +130,11 @@ cmd_run(int argc, char **argv)
         return usage_error("%s", "run: --config FILE is required");
     if ((code = load_config(config, &cfg)) != EXIT_OK)
         return code;
+    if (check_only) {
+        printf("ok: %s\n", config);
+        sigil_server_config_free(&cfg);
+        return EXIT_OK;
+    }
     code = sigil_upstream_run(&cfg);
     sigil_server_config_free(&cfg);
     return code;
