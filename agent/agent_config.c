@@ -22,7 +22,8 @@ const struct sigil_config_field sigil_agent_config_schema[] = {
      .type = SIGIL_CFG_STRING,
      .offset = F(server_address),
      .required = true,
-     .doc = "Node API address of sigil-server, \"host:port\" (\"[::1]:8081\" for IPv6)."},
+     .doc = "Node API address of sigil-server, \"ip:port\" (\"[::1]:8081\" for IPv6): an IP "
+            "address or localhost, host names are not resolved."},
     {.key = "trust_bundle_path",
      .type = SIGIL_CFG_STRING,
      .offset = F(trust_bundle_path),
