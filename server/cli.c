@@ -81,6 +81,33 @@ cli_init(struct cli *c, const struct sigil_cli_common *common)
         c->socket = SIGIL_CLI_ADMIN_SOCKET_DEFAULT;
 }
 
+/* An ID option given as a path ("/dev/onprem/pay/api") names that path in the trust domain
+ * $SIGIL_TRUST_DOMAIN: the full ID goes into buf (SIGIL_SPIFFEID_MAX + 1 bytes). Any other
+ * value is returned as it is, to be checked where it is used. NULL (printed): a path with
+ * the variable unset or empty, or an ID too long. */
+static const char *
+cli_expand_id(const char *group, const char *opt, const char *v, char *buf)
+{
+    const char *td = getenv("SIGIL_TRUST_DOMAIN");
+
+    if (v == NULL || v[0] != '/')
+        return v;
+    if (td == NULL || td[0] == '\0') {
+        cli_usage_error(group,
+                        "--%s %s is a path: set SIGIL_TRUST_DOMAIN or give the whole "
+                        "spiffe://<trust domain>%s",
+                        opt, v, v);
+        return NULL;
+    }
+    if ((size_t)snprintf(buf, SIGIL_SPIFFEID_MAX + 1, "spiffe://%s%s", td, v) >
+        SIGIL_SPIFFEID_MAX) {
+        fprintf(stderr, "Error: --%s: the SPIFFE ID is longer than %d bytes\n", opt,
+                SIGIL_SPIFFEID_MAX);
+        return NULL;
+    }
+    return buf;
+}
+
 static void
 cli_write(const void *p, size_t n)
 {
@@ -348,6 +375,10 @@ static const char entry_help[] =
     "\n"
     "Durations (D) read like 90s, 30m, 1h30m; 0 means the server's default.\n"
     "IDs and selectors are checked here first; an error names the rule it broke.\n"
+    "An ID given as a path (--spiffe-id /dev/onprem/pay/api, --parent-id /sigil/agent/n1)\n"
+    "is in the trust domain $SIGIL_TRUST_DOMAIN (an error if it is unset). entry create\n"
+    "without --parent-id uses $SIGIL_AGENT_ID (e.g. from deploy/local/up's env file) and says\n"
+    "so on stderr; with neither, --parent-id is required.\n"
     "\n"
     "entry import reads FILE (or standard input) holding either JSON lines, one EntryInput\n"
     "object a line (the fields of POST /v1/entries), or a SPIRE registration file\n"
@@ -735,6 +766,37 @@ out:
     return code;
 }
 
+/* The environment's part in an entry command's IDs: paths expanded in $SIGIL_TRUST_DOMAIN,
+ * and create's parent from $SIGIL_AGENT_ID when --parent-id is not given (said on stderr, so
+ * nobody gets a parent they did not see). The expanded IDs live in static buffers (one
+ * command per process). Returns 0, or -1 (printed). */
+static int
+cli_entry_env(const char *cmd, struct sigil_cli_entry_args *a)
+{
+    static char spiffe_id[SIGIL_SPIFFEID_MAX + 1], parent_id[SIGIL_SPIFFEID_MAX + 1];
+    const char *agent = getenv("SIGIL_AGENT_ID");
+    bool from_env = false;
+
+    if (strcmp(cmd, "import") == 0 || strcmp(cmd, "delete") == 0)
+        return 0;
+    if (strcmp(cmd, "create") == 0 && a->parent_id == NULL && agent != NULL &&
+        agent[0] != '\0') {
+        a->parent_id = agent;
+        from_env = true;
+    }
+    if (a->spiffe_id != NULL &&
+        (a->spiffe_id = cli_expand_id("entry", "spiffe-id", a->spiffe_id, spiffe_id)) == NULL)
+        return -1;
+    if (a->parent_id != NULL &&
+        (a->parent_id = cli_expand_id("entry", from_env ? "parent-id (SIGIL_AGENT_ID)" : "parent-id",
+                                      a->parent_id, parent_id)) == NULL)
+        return -1;
+    if (from_env)
+        fprintf(stderr, "Parent ID: %s (from SIGIL_AGENT_ID; --parent-id overrides)\n",
+                a->parent_id);
+    return 0;
+}
+
 static int
 group_entry(int argc, char **argv)
 {
@@ -762,6 +824,10 @@ group_entry(int argc, char **argv)
         fputs(entry_help, stdout);
         free(a);
         return EXIT_OK;
+    }
+    if (cli_entry_env(cmd, a) != 0) {
+        free(a);
+        return EXIT_USAGE;
     }
     cli_init(&c, &a->common);
     if (strcmp(cmd, "create") == 0)
@@ -918,6 +984,8 @@ static const char agent_help[] =
     "                                               attest again\n"
     "  agent evict --spiffe-id ID                   must attest again (if its attestor lets it)\n"
     "\n"
+    "--spiffe-id given as a path (/sigil/agent/n1) is in the trust domain $SIGIL_TRUST_DOMAIN.\n"
+    "\n"
     "Options of every command:\n" COMMON_HELP "  --help\n"
     "\n" EXIT_CODES_HELP;
 
@@ -925,6 +993,7 @@ static int
 group_agent(int argc, char **argv)
 {
     const char *cmd = argc > 0 ? argv[0] : NULL, *spiffe_id = NULL, *type = NULL, *psize = NULL;
+    static char spiffe_id_buf[SIGIL_SPIFFEID_MAX + 1];
     bool banned = false, not_banned = false;
     struct sigil_cli_response resp;
     struct sigil_buf target = {0};
@@ -979,6 +1048,9 @@ group_agent(int argc, char **argv)
                                &c)) != 0)
             return code == 1 ? EXIT_OK : code;
     }
+    if (spiffe_id != NULL && (spiffe_id = cli_expand_id("agent", "spiffe-id", spiffe_id,
+                                                        spiffe_id_buf)) == NULL)
+        return EXIT_USAGE;
     if (!cli_check_id("agent", "spiffe-id", spiffe_id))
         return spiffe_id == NULL ? EXIT_USAGE : EXIT_FAIL;
     if (strcmp(cmd, "show") == 0) {

@@ -3,7 +3,8 @@
 # entry create / show (pages, filters, JSON) / update / delete, refusals by the local checks
 # and by the server's policy with their messages and exit codes, import of JSON lines and of a
 # SPIRE file (and its re-run), join tokens, agents (list, show, ban, evict), the audit log, the
-# bundle as PEM that openssl reads, federated bundles and federation relationships.
+# bundle as PEM that openssl reads, federated bundles and federation relationships; IDs given as
+# paths in $SIGIL_TRUST_DOMAIN and entry create's parent from $SIGIL_AGENT_ID.
 # One line per check, then "N passed, N failed".
 set -uo pipefail
 SRC=${SIGIL_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -233,6 +234,53 @@ cli bdel bundle delete --id other.org
 check "bundle delete" rc bdel 0
 cli bgone bundle list --id other.org
 check "... it is gone: exit 1" rc bgone 1
+
+# --- the environment: SIGIL_TRUST_DOMAIN (IDs as paths), SIGIL_AGENT_ID (create's parent)
+# cli_env NAME ENV-ARGS... -- ARGS...: cli with env(1)'s NAME=VALUE / -u NAME first
+cli_env() {
+  local name=$1 e=()
+  shift
+  while [ "$1" != -- ]; do e+=("$1"); shift; done
+  shift
+  env "${e[@]}" "$BIN" "$@" >"$TMP/$name.out" 2>"$TMP/$name.err"
+  echo $? >"$TMP/$name.rc"
+}
+# shellcheck disable=SC2046
+cli_env envtd SIGIL_TRUST_DOMAIN=example.org -- entry create --spiffe-id /prod/gcp/payments/envtd \
+  --parent-id /sigil/agent/node1 $(sel 1001) --output json
+check "entry create with path IDs and SIGIL_TRUST_DOMAIN: exit 0" rc envtd 0
+check "... the paths expanded in that trust domain" \
+  test "$(json envtd 'd["spiffe_id"] + " " + d["parent_id"]')" = "$W/envtd $P"
+cli_env envtd_unset -u SIGIL_TRUST_DOMAIN -- entry create --spiffe-id /prod/gcp/payments/x --parent-id $P $(sel 1002)
+check "a path ID without SIGIL_TRUST_DOMAIN: usage error (64)" rc envtd_unset 64
+check "... saying to set SIGIL_TRUST_DOMAIN" err_has envtd_unset "set SIGIL_TRUST_DOMAIN"
+cli none entry show --selector unix:uid:1002 --match any --output json
+check "... and nothing was created" test "$(json none 'len(d["entries"])')" = 0
+cli_env envtd_bad SIGIL_TRUST_DOMAIN=Bad_Domain -- entry create --spiffe-id /prod/gcp/payments/x --parent-id $P $(sel 1002)
+check "a bad SIGIL_TRUST_DOMAIN: refused locally (exit 1)" rc envtd_bad 1
+cli_env envshow SIGIL_TRUST_DOMAIN=example.org -- entry show --spiffe-id /prod/gcp/payments/envtd --output json
+check "entry show --spiffe-id PATH finds the entry" test "$(json envshow 'len(d["entries"])')" = 1
+cli_env envagent SIGIL_AGENT_ID=spiffe://example.org/sigil/agent/node2 -- entry create \
+  --spiffe-id $W/envagent $(sel 1003) --output json
+check "entry create without --parent-id takes SIGIL_AGENT_ID: exit 0" rc envagent 0
+check "... the parent is SIGIL_AGENT_ID" test "$(json envagent 'd["parent_id"]')" = spiffe://example.org/sigil/agent/node2
+check "... and it says so on stderr" err_has envagent "Parent ID: spiffe://example.org/sigil/agent/node2 (from SIGIL_AGENT_ID"
+cli_env envagent2 SIGIL_AGENT_ID=spiffe://example.org/sigil/agent/node2 -- entry create \
+  --spiffe-id $W/envagent2 --parent-id $P $(sel 1003) --output json
+check "--parent-id wins over SIGIL_AGENT_ID" test "$(json envagent2 'd["parent_id"]')" = "$P"
+check "... and nothing is said about the variable" bash -c "! grep -q SIGIL_AGENT_ID '$TMP/envagent2.err'"
+cli_env noparent -u SIGIL_AGENT_ID -- entry create --spiffe-id $W/noparent $(sel 1004)
+check "no --parent-id and no SIGIL_AGENT_ID: refused (exit 1) naming --parent-id" \
+  bash -c "rc() { test \"\$(cat '$TMP/noparent.rc')\" = 1; }; rc && grep -q -- --parent-id '$TMP/noparent.err'"
+cli_env envupd SIGIL_AGENT_ID=spiffe://example.org/sigil/agent/node2 -- entry show --spiffe-id $W/envtd --output json
+check "entry show ignores SIGIL_AGENT_ID (no parent filter)" test "$(json envupd 'len(d["entries"])')" = 1
+q "INSERT INTO agents (spiffe_id, attestation_type, serial, expires_at)
+   VALUES ('spiffe://example.org/sigil/agent/n3', 'join_token', '0b', now() + interval '1 hour')" >/dev/null
+cli_env envagent_show SIGIL_TRUST_DOMAIN=example.org -- agent show --spiffe-id /sigil/agent/n3
+check "agent show --spiffe-id PATH with SIGIL_TRUST_DOMAIN finds spiffe://example.org/sigil/agent/n3" \
+  out_has envagent_show "Serial number      : 0b"
+cli_env envagent_unset -u SIGIL_TRUST_DOMAIN -- agent show --spiffe-id /sigil/agent/nobody
+check "agent show --spiffe-id PATH without SIGIL_TRUST_DOMAIN: exit 64" rc envagent_unset 64
 
 # --- no server
 cli down entry show --admin-socket "$TMP/nobody.sock"
