@@ -8,124 +8,46 @@
 # agent (exit 3) with the reason logged. One line per check, then "N passed, N failed".
 # A sigil-server that does not serve node_api.listen gets the node API part skipped, saying so.
 set -uo pipefail
-SRC=${SIGIL_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
-BUILD=${SIGIL_BUILD_DIR:-$SRC/build}
-SRV=$BUILD/server/sigil-server
-AGENT=$BUILD/agent/sigil-agent
-for b in "$SRV" "$AGENT"; do
-  [ -x "$b" ] || { echo "not ok - $b is not built"; echo "0 passed, 1 failed"; exit 1; }
-done
-PGDIR=$BUILD/pg-agent-e2e
-PG=$SRC/deploy/local/pg
-"$PG" start "$PGDIR" >/dev/null || { echo "not ok - cannot start PostgreSQL"; exit 1; }
-SOCK=$PGDIR/socket
-DB=sigil_agent_e2e_$$
-TMP=$(mktemp -d /tmp/sigil-ae.XXXXXX)
-SRV_PID=
-AGENT_PID=
-WATCH_PID=
-cleanup() {
-  for p in $WATCH_PID $AGENT_PID $SRV_PID; do kill -CONT "$p" 2>/dev/null; kill -TERM "$p" 2>/dev/null || true; done
-  for p in $WATCH_PID $AGENT_PID $SRV_PID; do wait "$p" 2>/dev/null || true; done
-  psql -h "$SOCK" -U sigil -d postgres -qc "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true
-  "$PG" stop "$PGDIR" >/dev/null 2>&1 || true
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-passed=0
-failed=0
-ok() { echo "ok - $*"; passed=$((passed + 1)); }
-notok() { echo "not ok - $*"; failed=$((failed + 1)); }
-check() { # description, then a command
-  local what=$1
-  shift
-  if "$@" >/dev/null 2>&1; then ok "$what"; else notok "$what"; return 1; fi
-}
-finish() {
-  echo "$passed passed, $failed failed"
-  [ "$failed" = 0 ]
-  exit $?
-}
-# waits up to $1 seconds for a command to succeed
-until_ok() {
-  local secs=$1 i
-  shift
-  for i in $(seq 1 $((secs * 5))); do
-    "$@" >/dev/null 2>&1 && return 0
-    sleep 0.2
-  done
-  return 1
-}
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-psql -h "$SOCK" -U sigil -d postgres -qc "CREATE DATABASE $DB" || { echo "not ok - createdb"; exit 1; }
-TD=example.org
-ADMIN=$TMP/admin.sock
-API=$TMP/api.sock
-NODE_PORT=$(free_port)
+HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/lib/common.sh"
+. "$HERE/lib/stack.sh"
+stack_init agent-e2e
 UID_=$(id -u)
 # the workloads here are sigil-agent's own client commands: this uid, this executable
 AGENT_EXE=$(readlink -f "$AGENT")
 AGENT_SHA=$(sha256sum "$AGENT_EXE" | cut -d' ' -f1)
 AGENT_ID=spiffe://$TD/sigil/agent/e2e-node
-export SIGIL_ADMIN_SOCKET=$ADMIN
 
-cat >"$TMP/server.yaml" <<EOF
-trust_domain: $TD
-database:
-  conninfo: host=$SOCK user=sigil dbname=$DB
-  pool_size: 2
-admin:
-  socket_path: $ADMIN
-node_api:
-  listen: 127.0.0.1:$NODE_PORT
-ca:
-  key_dir: $TMP/keys
-policy:
-  tier: off
+stack_server_config "  tier: off
   x509_ttl:
     min: 2s
   jwt_ttl:
-    min: 2s
-log:
-  level: info
-EOF
-
-start_server() {
-  "$SRV" run --config "$TMP/server.yaml" >>"$TMP/server.log" 2>&1 &
-  SRV_PID=$!
-  until_ok 30 "$SRV" healthcheck --admin-socket "$ADMIN"
-}
-stop_server() {
-  kill -TERM "$SRV_PID" 2>/dev/null
-  wait "$SRV_PID" 2>/dev/null
-  SRV_PID=
-}
-start_agent() {
-  "$AGENT" run --config "$TMP/agent.yaml" "$@" >>"$TMP/agent.log" 2>&1 &
-  AGENT_PID=$!
-}
+    min: 2s"
+start_server() { stack_server_start; }
+stop_server() { stack_server_stop; }
+start_agent() { stack_agent_start "$@"; }
 
 start_server
 check "sigil-server runs (admin socket up)" test -S "$ADMIN"
-until_ok 10 "$SRV" bundle show
-"$SRV" bundle show >"$TMP/bootstrap.pem" 2>"$TMP/bundle.err"
+stack_bundle
 check "the server's bundle as PEM for the agent's first connection" openssl x509 -in "$TMP/bootstrap.pem" -noout
 
 if ! until_ok 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$NODE_PORT"; then
   echo "ok - # SKIP the node API part: this sigil-server does not serve node_api.listen yet"
   finish
 fi
-"$SRV" token generate --ttl 10m --agent-path /sigil/agent/e2e-node >"$TMP/token.out" 2>&1
-TOKEN=$(sed -nE 's/^Token +: ([A-Za-z0-9_-]+)$/\1/p' "$TMP/token.out")
+TOKEN=$(stack_token /sigil/agent/e2e-node)
 check "a join token with a fixed agent path" test -n "$TOKEN"
 "$SRV" entry create --spiffe-id "spiffe://$TD/dev/onprem/e2e/w1" --parent-id "$AGENT_ID" \
   --selector "unix:uid:$UID_" --selector "unix:path:$AGENT_EXE" --selector "unix:sha256:$AGENT_SHA" --x509-ttl 6s --jwt-ttl 1m >"$TMP/e1.out" 2>&1
 check "an entry for this uid under the agent's ID" grep -q "Entry created" "$TMP/e1.out" ||
   sed 's/^/# /' "$TMP/e1.out"
 
-cat >"$TMP/agent.yaml" <<EOF
+stack_agent_config "retry:
+  initial: 200ms
+  max: 2s
+log:
+  level: debug"
 trust_domain: $TD
 server_address: 127.0.0.1:$NODE_PORT
 trust_bundle_path: $TMP/bootstrap.pem

@@ -1,59 +1,16 @@
 #!/usr/bin/env bash
 # Clients nobody here wrote against the real stack (PostgreSQL, sigil-server, sigil-agent run,
-# set up as test_agent_e2e.sh does): Debian's python3-grpcio and npm's @grpc/grpc-js fetch an
+# set up by lib/stack.sh as in test_agent_e2e.sh): Debian's python3-grpcio and npm's @grpc/grpc-js fetch an
 # X.509-SVID (openssl verify against the bundle) and a JWT-SVID (JWKS signature, ValidateJWTSVID)
 # from the agent's Workload API; a missing header gets INVALID_ARGUMENT (E-2) and uid 65534,
 # which no entry names, PERMISSION_DENIED (W-6, E-5). One line per check, "N passed, N failed".
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-SRC=${SIGIL_SOURCE_DIR:-$(cd "$HERE/../.." && pwd)}
-BUILD=${SIGIL_BUILD_DIR:-$SRC/build}
-SRV=$BUILD/server/sigil-server
-AGENT=$BUILD/agent/sigil-agent
-for b in "$SRV" "$AGENT"; do
-  [ -x "$b" ] || { echo "not ok - $b is not built"; echo "0 passed, 1 failed"; exit 1; }
-done
-PGDIR=$BUILD/pg-agent-grpc
-PG=$SRC/deploy/local/pg
-"$PG" start "$PGDIR" >/dev/null || { echo "not ok - cannot start PostgreSQL"; exit 1; }
-SOCK=$PGDIR/socket
-DB=sigil_agent_grpc_$$
-TMP=$(mktemp -d /tmp/sigil-ag.XXXXXX)
+. "$HERE/lib/common.sh"
+. "$HERE/lib/stack.sh"
+stack_init agent-grpc
 chmod 755 "$TMP" # uid 65534 must reach the socket
-SRV_PID=
-AGENT_PID=
-cleanup() {
-  for p in $AGENT_PID $SRV_PID; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in $AGENT_PID $SRV_PID; do wait "$p" 2>/dev/null || true; done
-  psql -h "$SOCK" -U sigil -d postgres -qc "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true
-  "$PG" stop "$PGDIR" >/dev/null 2>&1 || true
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
 
-passed=0
-failed=0
-ok() { echo "ok - $*"; passed=$((passed + 1)); }
-notok() { echo "not ok - $*"; failed=$((failed + 1)); }
-check() {
-  local what=$1
-  shift
-  if "$@" >/dev/null 2>&1; then ok "$what"; else notok "$what"; return 1; fi
-}
-finish() {
-  echo "$passed passed, $failed failed"
-  [ "$failed" = 0 ]
-  exit $?
-}
-until_ok() {
-  local secs=$1 i
-  shift
-  for i in $(seq 1 $((secs * 5))); do
-    "$@" >/dev/null 2>&1 && return 0
-    sleep 0.2
-  done
-  return 1
-}
 # runs a client and counts its "ok - " / "FAIL - " lines as checks of this test
 client() {
   local prefix=$1 line
@@ -68,46 +25,19 @@ client() {
     esac
   done < <("$@" 2>&1; echo "exit $?")
 }
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-psql -h "$SOCK" -U sigil -d postgres -qc "CREATE DATABASE $DB" || { echo "not ok - createdb"; exit 1; }
-TD=example.org
-ADMIN=$TMP/admin.sock
-API=$TMP/api.sock
-NODE_PORT=$(free_port)
 UID_=$(id -u)
 AGENT_ID=spiffe://$TD/sigil/agent/grpc-node
-export SIGIL_ADMIN_SOCKET=$ADMIN
 
-cat >"$TMP/server.yaml" <<EOF
-trust_domain: $TD
-database:
-  conninfo: host=$SOCK user=sigil dbname=$DB
-  pool_size: 2
-admin:
-  socket_path: $ADMIN
-node_api:
-  listen: 127.0.0.1:$NODE_PORT
-ca:
-  key_dir: $TMP/keys
-policy:
-  tier: off
+stack_server_config "  tier: off
   x509_ttl:
     min: 2s
   jwt_ttl:
-    min: 2s
-log:
-  level: info
-EOF
-"$SRV" run --config "$TMP/server.yaml" >>"$TMP/server.log" 2>&1 &
-SRV_PID=$!
-check "sigil-server runs (admin socket up)" until_ok 30 "$SRV" healthcheck --admin-socket "$ADMIN"
-until_ok 10 "$SRV" bundle show
-"$SRV" bundle show >"$TMP/bootstrap.pem" 2>"$TMP/bundle.err"
+    min: 2s"
+check "sigil-server runs (admin socket up)" stack_server_start
+stack_bundle
 check "the server's bundle as PEM for the agent" openssl x509 -in "$TMP/bootstrap.pem" -noout
 check "the node API listens" until_ok 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$NODE_PORT"
-"$SRV" token generate --ttl 10m --agent-path /sigil/agent/grpc-node >"$TMP/token.out" 2>&1
-TOKEN=$(sed -nE 's/^Token +: ([A-Za-z0-9_-]+)$/\1/p' "$TMP/token.out")
+TOKEN=$(stack_token /sigil/agent/grpc-node)
 check "a join token with a fixed agent path" test -n "$TOKEN"
 
 # one entry per client program: this uid, that interpreter's executable and its hash
@@ -130,23 +60,12 @@ else
   notok "node or test/integration/node_modules missing: run deploy/install-deps"
 fi
 
-cat >"$TMP/agent.yaml" <<EOF
-trust_domain: $TD
-server_address: 127.0.0.1:$NODE_PORT
-trust_bundle_path: $TMP/bootstrap.pem
-data_dir: $TMP/agent-data
-workload_api:
-  socket_path: $API
-  socket_mode: "0666"
-workload_attestors: [unix]
-retry:
+stack_agent_config "retry:
   initial: 200ms
   max: 2s
 log:
-  level: debug
-EOF
-"$AGENT" run --config "$TMP/agent.yaml" --join-token "$TOKEN" >>"$TMP/agent.log" 2>&1 &
-AGENT_PID=$!
+  level: debug" # (its Workload API socket is mode 0666, as uid 65534 needs)
+stack_agent_start --join-token "$TOKEN"
 check "the agent attests (node attested logged)" until_ok 30 grep -q "node attested" "$TMP/agent.log"
 check "the Workload API socket is up" until_ok 10 test -S "$API"
 
