@@ -23,6 +23,7 @@
 #include "sigil/err.h"
 #include "sigil/jwtsvid.h"
 #include "sigil/rpc.h"
+#include "sigil/spiffeid.h"
 #include "sigil/x509.h"
 
 #define API "/SpiffeWorkloadAPI/"
@@ -43,7 +44,8 @@ static const char usage_main[] =
     "SPIFFE_ENDPOINT_SOCKET=unix:///path, else " SIGIL_ENDPOINT_DEFAULT "):\n"
     "  api fetch x509 [--write DIR]          fetch this process's X.509-SVIDs and bundle\n"
     "  api fetch jwt --audience A [--spiffe-id ID]\n"
-    "                                        fetch JWT-SVIDs for audience A\n"
+    "                                        fetch JWT-SVIDs for audience A (an ID given\n"
+    "                                        as /path is in $SIGIL_TRUST_DOMAIN)\n"
     "  api validate jwt --audience A --token T\n"
     "                                        validate a JWT-SVID through the agent\n"
     "  api watch                             stream X.509-SVID updates until interrupted\n"
@@ -518,7 +520,10 @@ cmd_fetch_jwt(int argc, char **argv)
     static const char usage[] =
         "usage: sigil-agent api fetch jwt --audience A [--spiffe-id ID] [--socket PATH|URI]\n"
         "                                 [--timeout S]\n"
-        "Prints a JWT-SVID for audience A for each of this process's identities (or only ID).\n";
+        "Prints a JWT-SVID for audience A for each of this process's identities (or only ID;\n"
+        "an ID given as /path is spiffe://$SIGIL_TRUST_DOMAIN/path).\n";
+    char id[SIGIL_SPIFFEID_MAX + 1];
+    const char *td = getenv("SIGIL_TRUST_DOMAIN");
     struct common c = {.timeout_s = 10};
     JWTSVIDRequest req = JWTSVIDREQUEST__INIT;
     JWTSVIDResponse *resp = NULL;
@@ -537,6 +542,21 @@ cmd_fetch_jwt(int argc, char **argv)
     aud[0] = (char *)c.audience;
     req.n_audience = 1;
     req.audience = aud;
+    if (c.spiffe_id != NULL && c.spiffe_id[0] == '/') {
+        if (td == NULL || td[0] == '\0') {
+            fprintf(stderr,
+                    "sigil-agent: --spiffe-id %s is a path: set SIGIL_TRUST_DOMAIN or give the "
+                    "whole spiffe://<trust domain>%s\n",
+                    c.spiffe_id, c.spiffe_id);
+            return SIGIL_AGENT_EXIT_USAGE;
+        }
+        if ((size_t)snprintf(id, sizeof id, "spiffe://%s%s", td, c.spiffe_id) >= sizeof id) {
+            fprintf(stderr, "sigil-agent: --spiffe-id: longer than %d bytes\n",
+                    SIGIL_SPIFFEID_MAX);
+            return SIGIL_AGENT_EXIT_USAGE;
+        }
+        c.spiffe_id = id;
+    }
     if (c.spiffe_id != NULL)
         req.spiffe_id = (char *)c.spiffe_id;
     if (sigil_buf_reserve(&msg, jwtsvidrequest__get_packed_size(&req)) != 0)

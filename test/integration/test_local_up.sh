@@ -87,6 +87,15 @@ check "the printed SPIFFE ID is the registered one (${REG#* })" test -n "$ID" -a
 in_env "$AGENT" api fetch x509 >"$TMP/fetch.out" 2>&1
 check "sourced env: sigil-agent api fetch x509 works with no flags" test $? = 0
 check "... and returns $ID" grep -qF "$ID" "$TMP/fetch.out"
+IDPATH=${ID#spiffe://example.org}
+in_env "$SRV" entry show --spiffe-id "$IDPATH" >"$TMP/showpath.out" 2>&1
+check "sourced env: entry show --spiffe-id $IDPATH (a path in \$SIGIL_TRUST_DOMAIN) finds it" grep -q "^SPIFFE ID *: $ID\$" "$TMP/showpath.out"
+in_env "$AGENT" api fetch jwt --audience t --spiffe-id "$IDPATH" >"$TMP/jwtpath.out" 2>&1
+check "sourced env: api fetch jwt --spiffe-id $IDPATH gets its JWT-SVID" grep -qF "token($ID):" "$TMP/jwtpath.out"
+in_env env -u SIGIL_TRUST_DOMAIN "$AGENT" api fetch jwt --audience t --spiffe-id "$IDPATH" >"$TMP/jwtnotd.out" 2>&1
+rc=$?
+check "... without SIGIL_TRUST_DOMAIN: usage error (2) saying to set it" \
+  bash -c "test $rc = 2 && grep -q 'set SIGIL_TRUST_DOMAIN' '$TMP/jwtnotd.out'"
 check "sourced env: psql reaches the database" bash -c "test \"\$(env -i PATH=/usr/bin:/bin bash -c '. \"$LOCAL/env\" && psql -tAc \"SELECT count(*) FROM entries\"')\" -ge 1"
 
 SPID1=$(pidof_ server)
@@ -132,7 +141,7 @@ gone() { case $(ps -o stat= -p "$1" 2>/dev/null) in '' | Z*) return 0 ;; *) retu
 check "... the agent is gone" gone "$APID3"
 check "... the server is gone" gone "$SPID1"
 check "... PostgreSQL is stopped" gone "$PGPID"
-ps -o pid,stat,args -p "$APID3,$SPID1,$PGPID" | sed 's/^/# /'
+{ gone "$APID3" && gone "$SPID1" && gone "$PGPID"; } || ps -o pid,stat,args -p "$APID3,$SPID1,$PGPID" | sed 's/^/# /'
 check "... the pid files are removed" test -z "$(ls "$LOCAL/run/"*.pid 2>/dev/null)"
 left=$(pgrep -f "$TMP") # (not in a check: its bash -c's command line would name $TMP)
 check "... no process of ours is left (pgrep -f $TMP)" test -z "$left"
