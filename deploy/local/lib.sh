@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Stack pieces shared by deploy/local/up and the integration tests
 # (test/integration/lib/stack.sh): the config files of sigil-server and sigil-agent, the
 # server's bundle, a join token, waiting, a free port, a pid file check. Sourced, not run.
@@ -5,9 +6,9 @@
 
 # sigil_until_ok SECS CMD...: runs CMD every 0.2 s until it succeeds, at most SECS seconds.
 sigil_until_ok() {
-  local secs=$1 i
+  local secs=$1
   shift
-  for i in $(seq 1 $((secs * 5))); do
+  for _ in $(seq 1 $((secs * 5))); do
     "$@" >/dev/null 2>&1 && return 0
     sleep 0.2
   done
@@ -96,8 +97,10 @@ EOF
 sigil_bundle() {
   local srv=$1 out=$2
   sigil_until_ok 10 "$srv" bundle show || { echo "sigil-server bundle show fails" >&2; return 1; }
-  "$srv" bundle show >"$out" && openssl x509 -in "$out" -noout ||
-    { echo "sigil-server bundle show: no PEM certificate" >&2; return 1; }
+  if ! "$srv" bundle show >"$out" || ! openssl x509 -in "$out" -noout; then
+    echo "sigil-server bundle show: no PEM certificate" >&2
+    return 1
+  fi
 }
 
 # sigil_join_token SERVER_BIN AGENT_PATH [TTL]: prints a new single-use join token whose
@@ -125,10 +128,10 @@ sigil_pid_alive() {
 # sigil_stop_pid NAME PID [SECS]: SIGTERM, wait up to SECS (default 10) seconds, then
 # SIGKILL. Says what it did.
 sigil_stop_pid() {
-  local name=$1 pid=$2 secs=${3:-10} i
+  local name=$1 pid=$2 secs=${3:-10}
   kill -0 "$pid" 2>/dev/null || { echo "$name: not running"; return 0; }
   kill -TERM "$pid" 2>/dev/null
-  for i in $(seq 1 $((secs * 10))); do
+  for _ in $(seq 1 $((secs * 10))); do
     kill -0 "$pid" 2>/dev/null || { echo "$name: stopped (pid $pid)"; return 0; }
     sleep 0.1
   done

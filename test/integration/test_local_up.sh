@@ -5,7 +5,8 @@
 # every variable and, sourced in an empty environment, lets sigil-server entry show,
 # sigil-agent api fetch x509 and psql work with no flags. A second up reuses everything (same
 # pids, no new entry, no new attestation, the ID printed again); after kill -9 of the agent,
-# up restarts only the agent (saved SVID, no join token); down stops agent, server and
+# up restarts only the agent (saved SVID, no join token); another sigil-agent binary gets the
+# entry updated, not duplicated; down stops agent, server and
 # PostgreSQL (every pid gone, pid files removed, no process of ours by pgrep -f on the temp
 # dir); down --purge deletes the directory.
 # The build: up uses SIGIL_BUILD_DIR, i.e. the build ctest runs in (normal or ASan/UBSan: the
@@ -129,6 +130,21 @@ check "... the stale pid file was said and cleaned" grep -q '^sigil-agent: stale
 check "... the agent used its saved SVID: no token, no new attestation" \
   test "$(grep -c 'single-use join token' "$TMP/up3.out")/$(attestations)" = 0/1
 check "... prints the same SPIFFE ID" test "$(printed_id up3)" = "$ID"
+
+# --- another sigil-agent binary (a rebuild, another build dir): the entry follows it
+mkdir -p "$TMP/build2/agent" "$TMP/build2/server"
+cp "$AGENT" "$TMP/build2/agent/sigil-agent"
+ln -s "$SRV" "$TMP/build2/server/sigil-server"
+SIGIL_BUILD_DIR=$TMP/build2 up up4
+check "up with another sigil-agent binary: exit 0" test "$(cat "$TMP/up4.rc")" = 0 || sed 's/^/# /' "$TMP/up4.out"
+check "... the entry is updated, not duplicated" grep -q '^entry: .* updated' "$TMP/up4.out"
+in_env "$SRV" entry show --output json >"$TMP/entries4.json" 2>&1
+check "... still one entry, naming the new path" test "$(/usr/bin/python3 -c '
+import json, sys
+es = json.load(open(sys.argv[1]))["entries"]
+print(len(es), "unix:path:" + sys.argv[2] in es[0]["selectors"])' "$TMP/entries4.json" "$TMP/build2/agent/sigil-agent")" = "1 True"
+check "... the new binary gets the same SPIFFE ID" test "$(printed_id up4)" = "$ID"
+check "... server and agent untouched" test "$(pidof_ server) $(pidof_ agent)" = "$SPID1 $APID3"
 
 # --- down
 PGPID=$(head -n1 "$LOCAL/pg/data/postmaster.pid" 2>/dev/null)
