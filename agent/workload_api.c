@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "google/protobuf/struct.pb-c.h"
+#include "sigil_fdsets.h"
 #include "workload.pb-c.h"
 #include "workload_api.h"
 
@@ -16,6 +17,7 @@
 #include "sigil/jwtsvid.h"
 #include "sigil/log.h"
 #include "sigil/rpc.h"
+#include "sigil/rpc_reflection.h"
 #include "sigil/x509.h"
 
 #define MAX_IDENTITIES 256 /* SVIDs in one response */
@@ -947,6 +949,10 @@ sigil_wapi_start(uv_loop_t *loop, struct sigil_cache *cache, const struct sigil_
             goto fail;
         }
     }
+    /* gRPC reflection (E-6), without the security header: like SPIRE's check, the header rule
+     * covers /SpiffeWorkloadAPI/ methods; reflection only describes the public schema. */
+    if ((r = sigil_rpc_reflection_add(w->srv, &sigil_reflection_workload, why)) != 0)
+        goto fail;
     uo.path = w->path;
     uo.mode = o->mode != 0 ? o->mode : 0666;
     uo.set_gid = o->set_gid;
