@@ -125,17 +125,29 @@ sigil_pid_alive() {
   tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$needle"
 }
 
+# sigil_running PID: the process exists and is not a zombie (whoever owns it)
+sigil_running() {
+  [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null
+}
+
 # sigil_stop_pid NAME PID [SECS]: SIGTERM, wait up to SECS (default 10) seconds, then
-# SIGKILL. Says what it did.
+# SIGKILL. Says what it did; status 1 if the process could not be signalled or stays.
 sigil_stop_pid() {
   local name=$1 pid=$2 secs=${3:-10}
-  kill -0 "$pid" 2>/dev/null || { echo "$name: not running"; return 0; }
-  kill -TERM "$pid" 2>/dev/null
+  sigil_running "$pid" || { echo "$name: not running"; return 0; }
+  if ! kill -TERM "$pid" 2>/dev/null; then
+    echo "$name: cannot signal pid $pid (not ours: run this as its owner)" >&2
+    return 1
+  fi
   for _ in $(seq 1 $((secs * 10))); do
-    kill -0 "$pid" 2>/dev/null || { echo "$name: stopped (pid $pid)"; return 0; }
+    sigil_running "$pid" || { echo "$name: stopped (pid $pid)"; return 0; }
     sleep 0.1
   done
   kill -KILL "$pid" 2>/dev/null
-  sleep 0.2
-  echo "$name: killed (pid $pid, still running ${secs}s after SIGTERM)"
+  for _ in $(seq 1 20); do
+    sigil_running "$pid" || { echo "$name: killed (pid $pid, still running ${secs}s after SIGTERM)"; return 0; }
+    sleep 0.1
+  done
+  echo "$name: pid $pid still runs after SIGKILL" >&2
+  return 1
 }
