@@ -606,8 +606,7 @@ sigil_rpc_reflection_check(const struct sigil_rpc_reflection *r, const char **wh
         }
     }
     for (i = 0; r->services != NULL && r->services[i] != NULL; i++) {
-        struct want q = {.kind = SYM_SERVICE, .name = r->services[i],
-                         .n = strlen(r->services[i])};
+        struct want q = {.kind = SYM_SERVICE, .name = r->services[i], .n = strlen(r->services[i])};
         size_t idx;
 
         if ((k = fileset_lookup(fs, &q, &idx)) != 0) {
@@ -717,7 +716,8 @@ static int
 answer_list(Resp *resp, const struct sigil_rpc_reflection *rf, const struct fileset *fs,
             struct sigil_buf *out)
 {
-    Grpc__Reflection__V1__ListServiceResponse ls = GRPC__REFLECTION__V1__LIST_SERVICE_RESPONSE__INIT;
+    Grpc__Reflection__V1__ListServiceResponse ls =
+        GRPC__REFLECTION__V1__LIST_SERVICE_RESPONSE__INIT;
     Grpc__Reflection__V1__ServiceResponse *items = NULL, **ptrs = NULL;
     struct want q = {.kind = SYM_SERVICE, .name = REFLECTION_V1, .n = strlen(REFLECTION_V1)};
     size_t n = 0, i, idx;
@@ -897,16 +897,14 @@ on_message(struct sigil_rpc_call *call, void *ud, const uint8_t *msg, size_t len
     int r;
 
     if ((r = sigil_rpc_reflection_answer(ud, msg, len, &out)) != 0) {
-        sigil_rpc_call_finish(call,
-                              r == SIGIL_ERR_INVALID ? SIGIL_RPC_INVALID_ARGUMENT
-                                                     : SIGIL_RPC_INTERNAL,
-                              r == SIGIL_ERR_INVALID ? "malformed ServerReflectionRequest"
-                                                     : sigil_strerror(r),
-                              NULL, 0);
+        sigil_rpc_call_finish(
+            call, r == SIGIL_ERR_INVALID ? SIGIL_RPC_INVALID_ARGUMENT : SIGIL_RPC_INTERNAL,
+            r == SIGIL_ERR_INVALID ? "malformed ServerReflectionRequest" : sigil_strerror(r), NULL,
+            0);
     } else if ((r = sigil_rpc_call_send(call, out.data, out.len)) == SIGIL_ERR_RANGE) {
         /* The client asks faster than it reads. */
-        sigil_rpc_call_finish(call, SIGIL_RPC_RESOURCE_EXHAUSTED, "too many unread answers",
-                              NULL, 0);
+        sigil_rpc_call_finish(call, SIGIL_RPC_RESOURCE_EXHAUSTED, "too many unread answers", NULL,
+                              0);
     }
     sigil_buf_free(&out);
 }

@@ -56,8 +56,8 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const char *const services[] = {NULL};
-    static const char *const symbols[] = {"SpiffeWorkloadAPI", "p.M", "p.M.f", "google.protobuf.Struct",
-                                          "a", "a.b.c"};
+    static const char *const symbols[] = {"SpiffeWorkloadAPI",      "p.M", "p.M.f",
+                                          "google.protobuf.Struct", "a",   "a.b.c"};
     static const char *const files[] = {"workload.proto", "e.proto", "a.proto", "x"};
     Grpc__Reflection__V1__ExtensionRequest er = GRPC__REFLECTION__V1__EXTENSION_REQUEST__INIT;
     Req req = GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__INIT;

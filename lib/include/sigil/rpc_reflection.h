@@ -21,7 +21,7 @@
 /* What a reflection service describes. The struct, the bytes and the names are the caller's
  * and must outlive the server (static data: the build generates one per embedded set). */
 struct sigil_rpc_reflection {
-    const uint8_t *fdset;        /* an encoded FileDescriptorSet, imports included */
+    const uint8_t *fdset; /* an encoded FileDescriptorSet, imports included */
     size_t len;
     const char *const *services; /* fully-qualified names of the services served, NULL-ended */
 };

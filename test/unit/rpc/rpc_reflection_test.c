@@ -108,7 +108,8 @@ ask(const struct sigil_rpc_reflection *r, Req *req)
     Resp *resp;
 
     assert_int_equal(
-        sigil_buf_reserve(&in, grpc__reflection__v1__server_reflection_request__get_packed_size(req)),
+        sigil_buf_reserve(&in,
+                          grpc__reflection__v1__server_reflection_request__get_packed_size(req)),
         0);
     in.len = grpc__reflection__v1__server_reflection_request__pack(req, in.data);
     assert_int_equal(sigil_rpc_reflection_answer(r, in.data, in.len, &out), 0);
@@ -136,8 +137,9 @@ file_name(const Resp *resp, size_t i)
 {
     const ProtobufCBinaryData *b;
 
-    assert_int_equal(resp->message_response_case,
-                     GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_FILE_DESCRIPTOR_RESPONSE);
+    assert_int_equal(
+        resp->message_response_case,
+        GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_FILE_DESCRIPTOR_RESPONSE);
     assert_true(i < resp->file_descriptor_response->n_file_descriptor_proto);
     b = &resp->file_descriptor_response->file_descriptor_proto[i];
     /* protoc writes the name first: tag 0x0a, a one-byte length */
@@ -162,8 +164,9 @@ assert_files(const Resp *resp, const char *const *names)
 static void
 assert_error(const Resp *resp, int code)
 {
-    assert_int_equal(resp->message_response_case,
-                     GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_ERROR_RESPONSE);
+    assert_int_equal(
+        resp->message_response_case,
+        GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_ERROR_RESPONSE);
     assert_int_equal(resp->error_response->error_code, code);
 }
 
@@ -269,8 +272,8 @@ test_malformed_sets(void **state)
     const struct {
         const uint8_t *p;
         size_t n;
-    } bad[] = {{group, sizeof group}, {longvar, sizeof longvar}, {past, sizeof past},
-               {zero, sizeof zero}};
+    } bad[] = {
+        {group, sizeof group}, {longvar, sizeof longvar}, {past, sizeof past}, {zero, sizeof zero}};
     for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         struct sigil_rpc_reflection r = {bad[i].p, bad[i].n, NULL};
 
@@ -296,8 +299,9 @@ test_list_services(void **state)
         GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_LIST_SERVICES;
     req.list_services = "*";
     resp = ask(&sigil_reflection_workload, &req);
-    assert_int_equal(resp->message_response_case,
-                     GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_LIST_SERVICES_RESPONSE);
+    assert_int_equal(
+        resp->message_response_case,
+        GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_LIST_SERVICES_RESPONSE);
     assert_int_equal(resp->list_services_response->n_service, 2);
     assert_string_equal(resp->list_services_response->service[0]->name, "SpiffeWorkloadAPI");
     assert_string_equal(resp->list_services_response->service[1]->name,
@@ -320,12 +324,23 @@ test_symbols(void **state)
     static const char *const strct[] = {"google/protobuf/struct.proto", NULL};
     static const char *const refl[] = {"reflection.proto", NULL};
     static const char *const found[] = {
-        "SpiffeWorkloadAPI", "SpiffeWorkloadAPI.FetchX509SVID", "X509SVID", "X509SVID.spiffe_id",
-        "X509SVIDResponse.FederatedBundlesEntry", "X509SVIDResponse.FederatedBundlesEntry.key",
+        "SpiffeWorkloadAPI",
+        "SpiffeWorkloadAPI.FetchX509SVID",
+        "X509SVID",
+        "X509SVID.spiffe_id",
+        "X509SVIDResponse.FederatedBundlesEntry",
+        "X509SVIDResponse.FederatedBundlesEntry.key",
     };
     static const char *const missing[] = {
-        "", "NoSuch", "SpiffeWorkloadAPI.NoSuch", "X509SVID.", ".X509SVID", "spiffeworkloadapi",
-        "google.protobuf", "google.protobuf.NullValue.NULL_VALUE", "SpiffeWorkloadAPIx",
+        "",
+        "NoSuch",
+        "SpiffeWorkloadAPI.NoSuch",
+        "X509SVID.",
+        ".X509SVID",
+        "spiffeworkloadapi",
+        "google.protobuf",
+        "google.protobuf.NullValue.NULL_VALUE",
+        "SpiffeWorkloadAPIx",
     };
     Resp *resp;
     size_t i;
@@ -434,8 +449,9 @@ test_extensions(void **state)
         GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_ALL_EXTENSION_NUMBERS_OF_TYPE;
     req.all_extension_numbers_of_type = "p.M";
     resp = ask(&r, &req);
-    assert_int_equal(resp->message_response_case,
-                     GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_ALL_EXTENSION_NUMBERS_RESPONSE);
+    assert_int_equal(
+        resp->message_response_case,
+        GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_ALL_EXTENSION_NUMBERS_RESPONSE);
     assert_string_equal(resp->all_extension_numbers_response->base_type_name, "p.M");
     assert_int_equal(resp->all_extension_numbers_response->n_extension_number, 1);
     assert_int_equal(resp->all_extension_numbers_response->extension_number[0], 100);
@@ -476,16 +492,15 @@ test_bad_requests(void **state)
     Resp *resp;
 
     (void)state;
-    assert_int_equal(sigil_rpc_reflection_answer(&sigil_reflection_workload, garbage,
-                                                 sizeof garbage, &out),
-                     SIGIL_ERR_INVALID);
+    assert_int_equal(
+        sigil_rpc_reflection_answer(&sigil_reflection_workload, garbage, sizeof garbage, &out),
+        SIGIL_ERR_INVALID);
     assert_int_equal(out.len, 0);
     /* an unknown field numbered 0 (protobuf-c keeps it): the echo leaves it out, and the
      * answer decodes (found by the fuzzer) */
     static const uint8_t field0[] = {0x80, 0x00, 0x00};
-    assert_int_equal(sigil_rpc_reflection_answer(&sigil_reflection_workload, field0,
-                                                 sizeof field0, &out),
-                     0);
+    assert_int_equal(
+        sigil_rpc_reflection_answer(&sigil_reflection_workload, field0, sizeof field0, &out), 0);
     resp = grpc__reflection__v1__server_reflection_response__unpack(NULL, out.len, out.data);
     assert_non_null(resp);
     assert_error(resp, 3);
@@ -511,10 +526,14 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_embedded_sets_pass), cmocka_unit_test(test_truncated),
-        cmocka_unit_test(test_malformed_sets),     cmocka_unit_test(test_list_services),
-        cmocka_unit_test(test_symbols),            cmocka_unit_test(test_files),
-        cmocka_unit_test(test_import_closure),     cmocka_unit_test(test_extensions),
+        cmocka_unit_test(test_embedded_sets_pass),
+        cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_malformed_sets),
+        cmocka_unit_test(test_list_services),
+        cmocka_unit_test(test_symbols),
+        cmocka_unit_test(test_files),
+        cmocka_unit_test(test_import_closure),
+        cmocka_unit_test(test_extensions),
         cmocka_unit_test(test_bad_requests),
     };
 
