@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# The capabilities deploy/systemd/sigil-agent.service gives the agent, with the real stack
-# (PostgreSQL, sigil-server, sigil-agent run): the agent runs as uid 65534 with exactly the
-# unit's AmbientCapabilities (setpriv), and a workload of another uid (4242), running an
-# executable only root may read (mode 0711), gets its X.509-SVID (entry: unix:uid, unix:path,
-# unix:sha256). Restarted without any one of the three capabilities, or with none, the agent
-# denies that workload (fails closed) while a control workload of the agent's own uid still
-# gets its SVID (so the entries were synced and only the capability is missing).
+# The server and the agent run as the systemd units (deploy/systemd) and the Kubernetes
+# manifests run them, with the real stack (PostgreSQL, sigil-server, sigil-agent run):
+# - sigil-server as a non-root uid (postgres here: the only uid this test's PostgreSQL lets
+#   in) with no capability at all (CapabilityBoundingSet= empty), umask 077, and the
+#   migrations read from SIGIL_MIGRATIONS_DIR (the installed layout, not the source tree):
+#   it serves, its key directory is 0700 and its admin socket 0600, both its own;
+# - sigil-agent as uid 65534 with exactly the unit's AmbientCapabilities (setpriv): a
+#   workload of another uid (4242), running an executable only root may read (mode 0711),
+#   gets its X.509-SVID (entry: unix:uid, unix:path, unix:sha256). Restarted without any one
+#   of the three capabilities, or with none, the agent denies that workload (fails closed)
+#   while a control workload of the agent's own uid still gets its SVID (so the entries were
+#   synced and only the capability is missing).
 # Needs root (to switch uids); otherwise says so and skips.
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -22,13 +27,42 @@ CAPS=$(sed -n 's/^AmbientCapabilities=//p' "$UNIT")
 AGENT_UID=65534
 WL_UID=4242
 
-stack_init deploy-caps
+stack_init deploy-unpriv
 chmod 0755 "$TMP"
 API=$TMP/public/api.sock
 install -d -o "$AGENT_UID" -g "$AGENT_UID" -m 0755 "$TMP/public"
 install -d -o "$AGENT_UID" -g "$AGENT_UID" -m 0700 "$TMP/agent-data"
-stack_server_config "  tier: off"
-check "sigil-server runs" stack_server_start || finish
+
+# --- the server: non-root, no capabilities, installed migrations
+install -d -o postgres -g postgres -m 0700 "$TMP/srv"
+install -d -m 0755 "$TMP/share/sigil/migrations"
+install -m 0644 "$SRC"/migrations/*.sql "$TMP/share/sigil/migrations/"
+ADMIN=$TMP/srv/admin.sock
+export SIGIL_ADMIN_SOCKET=$ADMIN
+sigil_server_config "$TMP/server.yaml" "$TD" "host=$SOCK user=sigil dbname=$DB" "$ADMIN" \
+  "127.0.0.1:$NODE_PORT" "$TMP/srv/keys" "  tier: off"
+chmod 0644 "$TMP/server.yaml"
+(
+  umask 077
+  exec env SIGIL_MIGRATIONS_DIR="$TMP/share/sigil/migrations" setpriv --reuid=postgres \
+    --regid=postgres --clear-groups --inh-caps=-all --bounding-set=-all \
+    "$SRV" run --config "$TMP/server.yaml" >>"$TMP/server.log" 2>&1
+) &
+SRV_PID=$!
+check "sigil-server runs as postgres with no capabilities" until_ok 30 "$SRV" healthcheck --admin-socket "$ADMIN" ||
+  { sed 's/^/#   /' "$TMP/server.log" | tail -5; finish; }
+status=$(cat "/proc/$SRV_PID/status")
+if grep -q "^Uid:[[:space:]]*$(id -u postgres)[[:space:]]" <<<"$status" &&
+  grep -q '^CapEff:[[:space:]]*0000000000000000$' <<<"$status" &&
+  grep -q '^CapBnd:[[:space:]]*0000000000000000$' <<<"$status"; then
+  ok "the server process: uid postgres, no effective and no bounding capabilities"
+else
+  notok "the server process: $(grep -E '^(Uid|CapEff|CapBnd)' <<<"$status" | tr '\n' ' ')"
+fi
+[ "$(stat -c '%U %a' "$TMP/srv/keys")" = "postgres 700" ] &&
+  ok "ca.key_dir made 0700, owned by the server's uid" || notok "ca.key_dir: $(stat -c '%U %a' "$TMP/srv/keys")"
+[ "$(stat -c '%U %a' "$ADMIN")" = "postgres 600" ] &&
+  ok "the admin socket 0600, owned by the server's uid" || notok "admin socket: $(stat -c '%U %a' "$ADMIN")"
 stack_bundle
 chmod 0644 "$TMP/bootstrap.pem"
 TOKEN=$(stack_token /sigil/agent/caps-node)
