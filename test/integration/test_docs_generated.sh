@@ -3,7 +3,8 @@
 # from schema/admin-api.yaml, docs/cli.md what docs/gen-cli-reference makes from the built
 # binaries' --help. Each is regenerated into a temporary file and compared; a difference
 # fails with the diff and the command that fixes it. Then a check that the API reference
-# names every path and method of the contract (so a generator bug cannot pass silently).
+# names every path and method of the contract (so a generator bug cannot pass silently), and
+# that README.md links every page of docs/.
 set -uo pipefail
 SRC=${SIGIL_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 BUILD=${SIGIL_BUILD_DIR:-$SRC/build}
@@ -57,5 +58,12 @@ else
   notok "docs/api.md lacks parts of the contract"
   sed 's/^/#   /' "$TMP/missing"
 fi
+# README.md links every page of docs/
+missing=
+for f in "$SRC"/docs/*.md; do
+  name=docs/$(basename "$f")
+  grep -qF "\`$name\`" "$SRC/README.md" || missing="$missing $name"
+done
+if [ -z "$missing" ]; then ok "README.md links every page of docs/"; else notok "README.md does not link:$missing"; fi
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
