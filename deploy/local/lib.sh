@@ -20,9 +20,14 @@ sigil_free_port() {
   /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-# sigil_port_free PORT: true if nothing listens on 127.0.0.1:PORT.
+# sigil_port_free PORT: true if nothing listens on 127.0.0.1:PORT (SO_REUSEADDR, as the server
+# binds: connections of a killed server in TIME_WAIT do not count).
 sigil_port_free() {
-  /usr/bin/python3 -c 'import socket,sys; s=socket.socket(); s.bind(("127.0.0.1",int(sys.argv[1])))' "$1" 2>/dev/null
+  /usr/bin/python3 -c '
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null
 }
 
 # sigil_server_config FILE TRUST_DOMAIN CONNINFO ADMIN_SOCKET NODE_LISTEN KEY_DIR [POLICY]
