@@ -5,7 +5,8 @@
 # every variable and, sourced in an empty environment, lets sigil-server entry show,
 # sigil-agent api fetch x509 and psql work with no flags. A second up reuses everything (same
 # pids, no new entry, no new attestation, the ID printed again); after kill -9 of the agent,
-# up restarts only the agent (saved SVID, no join token); another sigil-agent binary gets the
+# up restarts only the agent (saved SVID, no join token), after kill -9 of the server only the
+# server (same CA keys); another sigil-agent binary gets the
 # entry updated, not duplicated; down stops agent, server and
 # PostgreSQL (every pid gone, pid files removed, no process of ours by pgrep -f on the temp
 # dir); down --purge deletes the directory.
@@ -131,6 +132,20 @@ check "... the agent used its saved SVID: no token, no new attestation" \
   test "$(grep -c 'single-use join token' "$TMP/up3.out")/$(attestations)" = 0/1
 check "... prints the same SPIFFE ID" test "$(printed_id up3)" = "$ID"
 
+# --- the server killed: up restarts only the server, with the same CA keys
+cp "$LOCAL/bundle.pem" "$TMP/bundle-before.pem"
+kill -KILL "$SPID1"
+until_ok 10 bash -c "! kill -0 $SPID1"
+up up5
+check "up after kill -9 of the server: exit 0" test "$(cat "$TMP/up5.rc")" = 0 || sed 's/^/# /' "$TMP/up5.out"
+SPID5=$(pidof_ server)
+check "... a new server runs (pid $SPID5), the agent is the same process" \
+  bash -c "test -n '$SPID5' -a '$SPID5' != '$SPID1' -a '$(pidof_ agent)' = '$APID3' && kill -0 '$SPID5' '$APID3'"
+check "... its CA is the same (bundle unchanged: keys reused)" cmp -s "$TMP/bundle-before.pem" "$LOCAL/bundle.pem"
+check "... prints the same SPIFFE ID" test "$(printed_id up5)" = "$ID"
+check "... still one attestation" test "$(attestations)" = 1
+SPID1=$SPID5
+
 # --- another sigil-agent binary (a rebuild, another build dir): the entry follows it
 mkdir -p "$TMP/build2/agent" "$TMP/build2/server"
 cp "$AGENT" "$TMP/build2/agent/sigil-agent"
@@ -162,6 +177,15 @@ check "... the pid files are removed" test -z "$(ls "$LOCAL/run/"*.pid 2>/dev/nu
 left=$(pgrep -f "$TMP") # (not in a check: its bash -c's command line would name $TMP)
 check "... no process of ours is left (pgrep -f $TMP)" test -z "$left"
 [ -n "$left" ] && ps -o pid,stat,args -p "$(echo $left | tr ' ' ,)" | sed 's/^/# left: /'
+# a pid file naming a live process that is not ours: down leaves it alone
+sleep 300 &
+OTHER=$!
+echo "$OTHER" >"$LOCAL/run/agent.pid"
+(cd "$CLONE" && deploy/local/down) >"$TMP/down2.out" 2>&1
+check "down with a pid file naming another program: says so, leaves it running" \
+  bash -c "grep -q '^sigil-agent: pid $OTHER is not running it' '$TMP/down2.out' && kill -0 $OTHER"
+kill "$OTHER"
+wait "$OTHER" 2>/dev/null
 (cd "$CLONE" && deploy/local/down --purge) >"$TMP/purge.out" 2>&1
 check "down --purge deletes the directory" test ! -e "$LOCAL"
 finish
