@@ -1,7 +1,7 @@
 /* Unit tests of the node API's entry index: put/replace/remove with the parent table kept in
  * step, the authorization closure (parented, node aliases by selector subset, descendants,
  * cycles, expiry, other agents' entries), applying a change feed, and the diff used by
- * SyncEntries. index.c is compiled in here: sigil_server_core does not hold it. */
+ * SyncEntries (server/index.c, linked from sigil_server_core). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,7 +12,8 @@
 
 #include <cmocka.h>
 
-#include "../../../server/index.c"
+#include "index.h"
+#include "sigil/err.h"
 
 #define SERVER "spiffe://td/sigil/server"
 #define AGENT "spiffe://td/sigil/agent/x509pop/aa"

@@ -2,7 +2,7 @@
  * tokens, single use through a stand-in for the datastore's consume, the ID never holding the
  * token, a fixed agent path); x509pop (a good chain and proof, a wrong proof, a proof for
  * another CSR, a foreign CA, an expired node certificate, malformed payloads and responses).
- * The attestor files are compiled in here: sigil_server_core does not hold them. */
+ * The attestors are linked from sigil_server_core; the datastore's consume is played here. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,9 +15,11 @@
 #include <cmocka.h>
 #include <openssl/x509v3.h>
 
-#include "../../../server/nodeattest.c"
-#include "../../../server/nodeattest_join_token.c"
-#include "../../../server/nodeattest_x509pop.c"
+#include "nodeattest.h"
+#include "sigil/encoding.h"
+#include "sigil/err.h"
+#include "sigil/x509.h"
+#include "store.h"
 
 #define TD "example.org"
 
