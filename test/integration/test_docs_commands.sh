@@ -191,10 +191,11 @@ while IFS=$'\t' read -r file line tag reason; do
     notok "$where: not run: the local stack did not start (deploy/local/up)"
     continue
   fi
+  t0=$SECONDS
   if run_block "$file" "$line" "$TMP/b/$i" "$state"; then
-    ok "$where"
+    ok "$where ($((SECONDS - t0)) s)"
   else
-    notok "$where"
+    notok "$where ($((SECONDS - t0)) s)"
   fi
 done <"$TMP/blocks.tsv"
 finish
