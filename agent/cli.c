@@ -551,8 +551,7 @@ cmd_fetch_jwt(int argc, char **argv)
             return SIGIL_AGENT_EXIT_USAGE;
         }
         if ((size_t)snprintf(id, sizeof id, "spiffe://%s%s", td, c.spiffe_id) >= sizeof id) {
-            fprintf(stderr, "sigil-agent: --spiffe-id: longer than %d bytes\n",
-                    SIGIL_SPIFFEID_MAX);
+            fprintf(stderr, "sigil-agent: --spiffe-id: longer than %d bytes\n", SIGIL_SPIFFEID_MAX);
             return SIGIL_AGENT_EXIT_USAGE;
         }
         c.spiffe_id = id;

@@ -769,28 +769,27 @@ out:
 /* The environment's part in an entry command's IDs: paths expanded in $SIGIL_TRUST_DOMAIN,
  * and create's parent from $SIGIL_AGENT_ID when --parent-id is not given (said on stderr, so
  * nobody gets a parent they did not see). The expanded IDs live in static buffers (one
- * command per process). Returns 0, or -1 (printed). */
+ * command per process). Returns 0, or SIGIL_ERR_INVALID (printed). */
 static int
 cli_entry_env(const char *cmd, struct sigil_cli_entry_args *a)
 {
     static char spiffe_id[SIGIL_SPIFFEID_MAX + 1], parent_id[SIGIL_SPIFFEID_MAX + 1];
-    const char *agent = getenv("SIGIL_AGENT_ID");
+    const char *agent = getenv("SIGIL_AGENT_ID"), *opt;
     bool from_env = false;
 
     if (strcmp(cmd, "import") == 0 || strcmp(cmd, "delete") == 0)
         return 0;
-    if (strcmp(cmd, "create") == 0 && a->parent_id == NULL && agent != NULL &&
-        agent[0] != '\0') {
+    if (strcmp(cmd, "create") == 0 && a->parent_id == NULL && agent != NULL && agent[0] != '\0') {
         a->parent_id = agent;
         from_env = true;
     }
     if (a->spiffe_id != NULL &&
         (a->spiffe_id = cli_expand_id("entry", "spiffe-id", a->spiffe_id, spiffe_id)) == NULL)
-        return -1;
+        return SIGIL_ERR_INVALID;
+    opt = from_env ? "parent-id (SIGIL_AGENT_ID)" : "parent-id";
     if (a->parent_id != NULL &&
-        (a->parent_id = cli_expand_id("entry", from_env ? "parent-id (SIGIL_AGENT_ID)" : "parent-id",
-                                      a->parent_id, parent_id)) == NULL)
-        return -1;
+        (a->parent_id = cli_expand_id("entry", opt, a->parent_id, parent_id)) == NULL)
+        return SIGIL_ERR_INVALID;
     if (from_env)
         fprintf(stderr, "Parent ID: %s (from SIGIL_AGENT_ID; --parent-id overrides)\n",
                 a->parent_id);
@@ -1048,8 +1047,8 @@ group_agent(int argc, char **argv)
                                &c)) != 0)
             return code == 1 ? EXIT_OK : code;
     }
-    if (spiffe_id != NULL && (spiffe_id = cli_expand_id("agent", "spiffe-id", spiffe_id,
-                                                        spiffe_id_buf)) == NULL)
+    if (spiffe_id != NULL &&
+        (spiffe_id = cli_expand_id("agent", "spiffe-id", spiffe_id, spiffe_id_buf)) == NULL)
         return EXIT_USAGE;
     if (!cli_check_id("agent", "spiffe-id", spiffe_id))
         return spiffe_id == NULL ? EXIT_USAGE : EXIT_FAIL;
