@@ -32,8 +32,8 @@ cleanup() {
   if [ -x "$CLONE/deploy/local/down" ] && [ -d "$LOCAL" ]; then
     "$CLONE/deploy/local/down" >/dev/null 2>&1
   fi
-  for f in "$LOCAL"/run/*.pid; do # whatever down did not stop
-    [ -f "$f" ] && p=$(cat "$f") && kill -KILL "$p" 2>/dev/null
+  for f in "$LOCAL"/run/*.pid; do # whatever down did not stop (if it is ours)
+    sigil_pid_alive "$f" "$LOCAL/" && p=$(cat "$f") && kill -KILL "$p" 2>/dev/null
   done
   [ -d "$LOCAL/pg/data" ] && "$SRC/deploy/local/pg" stop "$LOCAL/pg" >/dev/null 2>&1
   rm -rf "$TMP"
