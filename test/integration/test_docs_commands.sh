@@ -198,4 +198,29 @@ while IFS=$'\t' read -r file line tag reason; do
     notok "$where ($((SECONDS - t0)) s)"
   fi
 done <"$TMP/blocks.tsv"
+
+# the end: deploy/local/down, and nothing the docs started may outlive it
+if (cd "$REPO" && deploy/local/down) >"$TMP/down.log" 2>&1; then
+  ok "deploy/local/down"
+else
+  notok "deploy/local/down"
+  sed 's/^/#   /' "$TMP/down.log"
+fi
+cd / || exit 1
+sleep 0.5
+left=
+for d in /proc/[0-9]*; do # named the clone in its command line, or runs inside it
+  p=${d#/proc/}
+  [ "$p" = $$ ] && continue
+  if tr '\0' ' ' 2>/dev/null <"$d/cmdline" | grep -qF -- "$REPO" ||
+    case $(readlink "$d/cwd" 2>/dev/null) in "$REPO" | "$REPO"/*) true ;; *) false ;; esac; then
+    left="$left $p"
+  fi
+done
+if [ -z "$left" ]; then
+  ok "no process of the docs' commands is left running"
+else
+  notok "processes left running after deploy/local/down:"
+  for p in $left; do echo "#   $p $(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null)"; kill "$p" 2>/dev/null; done
+fi
 finish
