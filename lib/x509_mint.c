@@ -627,8 +627,8 @@ sigil_x509_mint_intermediate(const struct sigil_x509_ca_params *params, EVP_PKEY
 
 /* A DNS SAN we are willing to write: LDH labels of 1..63 bytes, at most 253 in all, and an
  * optional leading "*." wildcard label. */
-static bool
-dns_name_ok(const char *s)
+bool
+sigil_x509_dns_name_ok(const char *s)
 {
     size_t len = strlen(s), label = 0;
 
@@ -676,7 +676,7 @@ sigil_x509_mint_leaf(const struct sigil_x509_leaf_params *params, EVP_PKEY *pub,
     if (params->n_dns > SIGIL_X509_DNS_MAX || (params->n_dns > 0 && params->dns_names == NULL))
         return fail(why, SIGIL_ERR_RANGE, "mint: too many DNS names");
     for (size_t i = 0; i < params->n_dns; i++)
-        if (params->dns_names[i] == NULL || !dns_name_ok(params->dns_names[i]))
+        if (params->dns_names[i] == NULL || !sigil_x509_dns_name_ok(params->dns_names[i]))
             return fail(why, SIGIL_ERR_INVALID, "mint: invalid DNS name");
     if ((r = check_validity(params->not_before, params->not_after, why)) != 0)
         return r;

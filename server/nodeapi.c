@@ -1,7 +1,9 @@
 /* The node API: gRPC methods of proto/node.proto on a TLS 1.3 listener presenting the server's
- * own SVID. Attestation and the per-call agent check run on database workers; minting, the
+ * own SVID. Attestation and the per-call agent check run on database workers; the
  * authorization walk and the streams run on the loop over the in-memory index, which a feed
- * keeps current (NOTIFY sigil_events -> entries since our revision on a worker -> apply). */
+ * keeps current (NOTIFY sigil_events -> entries since our revision on a worker -> apply).
+ * A batch of X.509-SVIDs is minted on libuv's thread pool, split over the cores, with a
+ * prepared minter (sigil_x509_minter) of the current intermediate. */
 #include "nodeapi.h"
 
 #include <stdlib.h>
@@ -9,6 +11,7 @@
 #include <time.h>
 
 #include <openssl/crypto.h>
+#include <uv.h>
 
 #include "index.h"
 #include "node.pb-c.h"
@@ -29,6 +32,7 @@
 #define CHECK_MS 5000 /* how often the server SVID and trust roots are looked at */
 #define GRACE_MS 1000
 #define AGENT_BUCKETS 4096
+#define BATCH_CHUNK_MIN 16 /* CSRs per thread-pool job at least: fewer cost more than they gain */
 
 enum method {
     M_RENEW,
@@ -96,6 +100,8 @@ struct sigil_nodeapi {
     void *done_arg;
     struct sigil_counter *attests, *signed_svids, *sync_pages;
     struct sigil_histogram *sign_latency;
+    struct signer *signer; /* the current intermediate's minter */
+    unsigned int cores;    /* thread-pool jobs one batch is split into at most */
 };
 
 static void maybe_free(struct sigil_nodeapi *n);
@@ -597,43 +603,94 @@ on_event(void *arg, enum sigil_db_listen_event ev, const char *payload)
 
 /* ---- minting ---- */
 
-/* Mints an X.509-SVID for spiffe_id with the key of csr (DER), living ttl seconds; appends the
- * chain (leaf, intermediate) as DER to chain. */
-static int
-mint_svid(struct sigil_nodeapi *n, const uint8_t *csr, size_t csr_len, const char *spiffe_id,
-          char *const *dns, size_t ndns, int64_t ttl, struct sigil_buf *chain, char serial[41],
-          int64_t *expires, const char **why)
+/* The minter of the current intermediate, shared with the batches in flight: a rotation makes
+ * a new one and the old lives until its last batch ends. refs changes on the loop only. */
+struct signer {
+    struct sigil_x509_minter *m;
+    int refs;
+};
+
+static void
+signer_put(struct signer *s)
+{
+    if (s != NULL && --s->refs == 0) {
+        sigil_x509_minter_free(s->m);
+        free(s);
+    }
+}
+
+/* The signer of the CA's current intermediate (one more reference: signer_put it). The minter
+ * holds a reference on its issuer, so its address is not reused while we compare with it. */
+static struct signer *
+signer_get(struct sigil_nodeapi *n, const char **why)
 {
     struct sigil_ca *ca = *n->ca;
+    X509 *inter = sigil_ca_intermediate(ca);
+    struct signer *s;
+
+    if (n->signer == NULL || sigil_x509_minter_issuer(n->signer->m) != inter) {
+        if ((s = calloc(1, sizeof *s)) == NULL) {
+            *why = "out of memory";
+            return NULL;
+        }
+        if (sigil_x509_minter_new(inter, sigil_ca_intermediate_key(ca), &s->m, why) != 0) {
+            free(s);
+            return NULL;
+        }
+        s->refs = 1;
+        signer_put(n->signer);
+        n->signer = s;
+    }
+    n->signer->refs++;
+    return n->signer;
+}
+
+/* Mints an X.509-SVID for spiffe_id with the key of csr (DER or PEM), living ttl seconds from
+ * now; appends the chain (leaf, intermediate) as DER to chain. Any thread. */
+static int
+mint_with(const struct sigil_x509_minter *m, const uint8_t *csr, size_t csr_len,
+          const char *spiffe_id, char *const *dns, size_t ndns, int64_t ttl, time_t now,
+          struct sigil_buf *chain, char serial[41], int64_t *expires, const char **why)
+{
+    struct sigil_x509_minted info;
     struct sigil_spiffeid id;
-    X509_REQ *req = NULL;
-    X509 *cert = NULL;
-    time_t now = time(NULL), na;
-    double t0 = mono_s();
     int r;
 
-    if ((r = sigil_spiffeid_parse(spiffe_id, strlen(spiffe_id), &id, why)) != 0 ||
-        (r = sigil_x509_csr_parse(csr, csr_len, &req, why)) != 0)
-        goto out;
+    if ((r = sigil_spiffeid_parse(spiffe_id, strlen(spiffe_id), &id, why)) != 0)
+        return r;
     struct sigil_x509_leaf_params lp = {.id = &id,
                                         .dns_names = (const char *const *)dns,
                                         .n_dns = ndns,
                                         .not_before = now - 10,
                                         .not_after = now + (time_t)ttl};
-    if ((r = sigil_x509_mint_leaf_csr(&lp, req, sigil_ca_intermediate(ca),
-                                      sigil_ca_intermediate_key(ca), &cert, why)) != 0)
-        goto out;
-    if ((r = sigil_x509_cert_to_der(cert, chain)) != 0 ||
-        (r = sigil_x509_cert_to_der(sigil_ca_intermediate(ca), chain)) != 0) {
+    if ((r = sigil_x509_minter_leaf_csr(m, &lp, csr, csr_len, chain, &info, why)) != 0)
+        return r;
+    if ((r = sigil_x509_minter_chain_tail(m, chain)) != 0) {
         *why = "cannot encode the SVID";
-        goto out;
+        return r;
     }
-    sigil_ca_serial_hex(cert, serial);
-    *expires = sigil_x509_cert_not_after(cert, &na) == 0 ? (int64_t)na : (int64_t)now + ttl;
-    sigil_histogram_observe(n->sign_latency, mono_s() - t0);
-out:
-    X509_REQ_free(req);
-    X509_free(cert);
+    memcpy(serial, info.serial, sizeof info.serial);
+    *expires = (int64_t)info.not_after;
+    return 0;
+}
+
+/* mint_with on the loop, for Attest and RenewAgent (one SVID each). */
+static int
+mint_svid(struct sigil_nodeapi *n, const uint8_t *csr, size_t csr_len, const char *spiffe_id,
+          char *const *dns, size_t ndns, int64_t ttl, struct sigil_buf *chain, char serial[41],
+          int64_t *expires, const char **why)
+{
+    struct signer *s;
+    double t0 = mono_s();
+    int r;
+
+    if ((s = signer_get(n, why)) == NULL)
+        return SIGIL_ERR_CRYPTO;
+    r = mint_with(s->m, csr, csr_len, spiffe_id, dns, ndns, ttl, time(NULL), chain, serial, expires,
+                  why);
+    signer_put(s);
+    if (r == 0)
+        sigil_histogram_observe(n->sign_latency, mono_s() - t0);
     return r;
 }
 
@@ -1304,74 +1361,250 @@ authorize(struct ncall *c, struct sigil_index_authset *out)
                                   out);
 }
 
+/* One CSR of a batch. What it needs from the index is copied: the feed may change the entry
+ * while a worker mints. */
+struct batch_item {
+    const uint8_t *csr; /* into the job's request */
+    size_t csr_len;
+    char *spiffe_id; /* NULL: refused on the loop with error */
+    char **dns;
+    size_t ndns;
+    int64_t ttl;
+    struct sigil_buf chain;
+    char serial[41];
+    int64_t expires;
+    const char *error; /* static text */
+    double secs;
+};
+
+struct batch_job;
+
+/* A slice of a batch for one thread-pool worker. */
+struct batch_chunk {
+    uv_work_t work;
+    struct batch_job *job;
+    size_t from, to;
+};
+
+struct batch_job {
+    struct ncall *c;
+    struct signer *s;
+    Sigil__Node__V1__BatchSignX509SVIDRequest *req;
+    struct batch_item *items;
+    size_t n;
+    struct batch_chunk *chunks;
+    size_t pending;
+    time_t now;
+};
+
 static void
-do_batch(struct ncall *c)
+batch_job_free(struct batch_job *j)
 {
-    Sigil__Node__V1__BatchSignX509SVIDRequest *req =
-        sigil__node__v1__batch_sign_x509_svidrequest__unpack(NULL, c->req_len, c->req);
+    for (size_t i = 0; i < j->n; i++) {
+        struct batch_item *it = &j->items[i];
+
+        for (size_t d = 0; d < it->ndns; d++)
+            free(it->dns[d]);
+        free(it->dns);
+        free(it->spiffe_id);
+        sigil_buf_free(&it->chain);
+    }
+    free(j->items);
+    free(j->chunks);
+    if (j->req != NULL)
+        sigil__node__v1__batch_sign_x509_svidrequest__free_unpacked(j->req, NULL);
+    signer_put(j->s);
+    free(j);
+}
+
+static void
+batch_chunk_work(uv_work_t *w)
+{
+    struct batch_chunk *k = w->data;
+    struct batch_job *j = k->job;
+
+    for (size_t i = k->from; i < k->to; i++) {
+        struct batch_item *it = &j->items[i];
+        const char *why = NULL;
+        double t0 = mono_s();
+
+        if (it->spiffe_id == NULL)
+            continue;
+        if (mint_with(j->s->m, it->csr, it->csr_len, it->spiffe_id, it->dns, it->ndns, it->ttl,
+                      j->now, &it->chain, it->serial, &it->expires, &why) != 0) {
+            it->error = why != NULL ? why : "cannot mint the SVID";
+            sigil_buf_free(&it->chain);
+            continue;
+        }
+        it->secs = mono_s() - t0;
+    }
+}
+
+/* On the loop, once every chunk is done: the answer, in the request's order. */
+static void
+batch_done(struct batch_job *j)
+{
+    struct ncall *c = j->c;
+    struct sigil_nodeapi *n = c->n;
     Sigil__Node__V1__BatchSignX509SVIDResponse resp =
         SIGIL__NODE__V1__BATCH_SIGN_X509_SVIDRESPONSE__INIT;
     Sigil__Node__V1__SignedX509SVID *items = NULL, **ptrs = NULL;
-    struct sigil_buf *chains = NULL;
-    struct sigil_index_authset auth = {0};
-    size_t np;
 
-    if (req == NULL) {
-        ncall_finish(c, SIGIL_RPC_INVALID_ARGUMENT, "malformed BatchSignX509SVIDRequest");
+    c->busy = false;
+    n->jobs--;
+    if (c->gone || n->stopping) {
+        ncall_finish(c, SIGIL_RPC_UNAVAILABLE, "server stopping");
+        batch_job_free(j);
+        maybe_free(n);
         return;
     }
-    np = req->n_params;
-    if (np > SIGIL_NODEAPI_BATCH_MAX) {
-        ncall_finish(c, SIGIL_RPC_INVALID_ARGUMENT, "more than 1000 CSRs in one batch");
-        goto out;
-    }
-    if (authorize(c, &auth) != 0 || (np > 0 && ((items = calloc(np, sizeof *items)) == NULL ||
-                                                (ptrs = calloc(np, sizeof *ptrs)) == NULL ||
-                                                (chains = calloc(np, sizeof *chains)) == NULL))) {
+    if (j->n > 0 && ((items = calloc(j->n, sizeof *items)) == NULL ||
+                     (ptrs = calloc(j->n, sizeof *ptrs)) == NULL)) {
         ncall_finish(c, SIGIL_RPC_RESOURCE_EXHAUSTED, "out of memory");
         goto out;
     }
-    for (size_t i = 0; i < np; i++) {
-        const Sigil__Node__V1__X509SVIDParams *p = req->params[i];
-        const struct sigil_store_entry *e;
-        const char *why = NULL;
-        char serial[41];
-        int64_t exp = 0;
+    for (size_t i = 0; i < j->n; i++) {
+        struct batch_item *it = &j->items[i];
 
         sigil__node__v1__signed_x509_svid__init(&items[i]);
         ptrs[i] = &items[i];
-        items[i].entry_id = p->entry_id;
-        if (!sigil_index_authset_has(&auth, p->entry_id) ||
-            (e = sigil_index_get(c->n->ix, p->entry_id)) == NULL) {
-            items[i].error = "entry is not authorized for this agent";
+        items[i].entry_id = j->req->params[i]->entry_id;
+        if (it->error != NULL) {
+            items[i].error = (char *)it->error;
             continue;
         }
-        if (mint_svid(c->n, p->csr.data, p->csr.len, e->spiffe_id, e->dns_names.items,
-                      e->dns_names.count,
-                      e->x509_ttl > 0 ? e->x509_ttl : SIGIL_STORE_DEFAULT_X509_TTL, &chains[i],
-                      serial, &exp, &why) != 0) {
-            items[i].error = (char *)(why ? why : "cannot mint the SVID");
-            continue;
-        }
-        items[i].svid_chain.data = chains[i].data;
-        items[i].svid_chain.len = chains[i].len;
-        items[i].expires_at = exp;
-        sigil_counter_inc_with(c->n->signed_svids, "x509", NULL);
+        items[i].svid_chain.data = it->chain.data;
+        items[i].svid_chain.len = it->chain.len;
+        items[i].expires_at = it->expires;
+        sigil_counter_inc_with(n->signed_svids, "x509", NULL);
+        sigil_histogram_observe(n->sign_latency, it->secs);
     }
-    resp.n_svids = np;
+    resp.n_svids = j->n;
     resp.svids = ptrs;
     if (send_packed(c->call, &resp.base) != 0)
         ncall_finish(c, SIGIL_RPC_INTERNAL, "cannot send the response");
     else
         ncall_finish(c, SIGIL_RPC_OK, NULL);
 out:
-    for (size_t i = 0; chains != NULL && i < np; i++)
-        sigil_buf_free(&chains[i]);
-    free(chains);
     free(ptrs);
     free(items);
+    batch_job_free(j);
+}
+
+static void
+batch_chunk_after(uv_work_t *w, int status)
+{
+    struct batch_chunk *k = w->data;
+
+    (void)status; /* never cancelled */
+    if (--k->job->pending == 0)
+        batch_done(k->job);
+}
+
+static char **
+dup_strings(char *const *v, size_t n)
+{
+    char **out = calloc(n ? n : 1, sizeof *out);
+
+    for (size_t i = 0; out != NULL && i < n; i++) {
+        if ((out[i] = strdup(v[i])) == NULL) {
+            while (i > 0)
+                free(out[--i]);
+            free(out);
+            out = NULL;
+        }
+    }
+    return out;
+}
+
+static void
+do_batch(struct ncall *c)
+{
+    struct sigil_nodeapi *n = c->n;
+    struct sigil_index_authset auth = {0};
+    struct batch_job *j;
+    const char *why = NULL;
+    size_t np, per, nchunks, queued = 0;
+
+    if ((j = calloc(1, sizeof *j)) == NULL) {
+        ncall_finish(c, SIGIL_RPC_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    j->c = c;
+    j->now = time(NULL);
+    j->req = sigil__node__v1__batch_sign_x509_svidrequest__unpack(NULL, c->req_len, c->req);
+    if (j->req == NULL) {
+        ncall_finish(c, SIGIL_RPC_INVALID_ARGUMENT, "malformed BatchSignX509SVIDRequest");
+        goto fail;
+    }
+    np = j->req->n_params;
+    if (np > SIGIL_NODEAPI_BATCH_MAX) {
+        ncall_finish(c, SIGIL_RPC_INVALID_ARGUMENT, "more than 1000 CSRs in one batch");
+        goto fail;
+    }
+    if ((j->s = signer_get(n, &why)) == NULL) {
+        ncall_finish(c, SIGIL_RPC_INTERNAL, "cannot prepare the CA for signing");
+        goto fail;
+    }
+    per = np / n->cores + (np % n->cores != 0);
+    if (per < BATCH_CHUNK_MIN)
+        per = BATCH_CHUNK_MIN;
+    nchunks = np == 0 ? 1 : np / per + (np % per != 0);
+    if (authorize(c, &auth) != 0 || (np > 0 && (j->items = calloc(np, sizeof *j->items)) == NULL) ||
+        (j->chunks = calloc(nchunks, sizeof *j->chunks)) == NULL) {
+        ncall_finish(c, SIGIL_RPC_RESOURCE_EXHAUSTED, "out of memory");
+        goto fail;
+    }
+    j->n = np;
+    for (size_t i = 0; i < np; i++) {
+        const Sigil__Node__V1__X509SVIDParams *p = j->req->params[i];
+        struct batch_item *it = &j->items[i];
+        const struct sigil_store_entry *e;
+
+        it->csr = p->csr.data;
+        it->csr_len = p->csr.len;
+        if (!sigil_index_authset_has(&auth, p->entry_id) ||
+            (e = sigil_index_get(n->ix, p->entry_id)) == NULL) {
+            it->error = "entry is not authorized for this agent";
+            continue;
+        }
+        it->ttl = e->x509_ttl > 0 ? e->x509_ttl : SIGIL_STORE_DEFAULT_X509_TTL;
+        if ((it->spiffe_id = strdup(e->spiffe_id)) == NULL ||
+            (it->dns = dup_strings(e->dns_names.items, e->dns_names.count)) == NULL) {
+            ncall_finish(c, SIGIL_RPC_RESOURCE_EXHAUSTED, "out of memory");
+            goto fail;
+        }
+        it->ndns = e->dns_names.count;
+    }
     sigil_index_authset_free(&auth);
-    sigil__node__v1__batch_sign_x509_svidrequest__free_unpacked(req, NULL);
+    /* every chunk is queued or none: a failure to queue the first answers at once */
+    for (size_t k = 0; k < nchunks; k++) {
+        struct batch_chunk *ch = &j->chunks[k];
+
+        ch->job = j;
+        ch->from = k * per < np ? k * per : np;
+        ch->to = ch->from + per < np ? ch->from + per : np;
+        ch->work.data = ch;
+        j->pending++;
+        if (uv_queue_work(n->loop, &ch->work, batch_chunk_work, batch_chunk_after) != 0) {
+            j->pending--;
+            if (queued == 0) {
+                ncall_finish(c, SIGIL_RPC_UNAVAILABLE, "server busy");
+                goto fail;
+            }
+            /* the chunks queued run (workers read them now); the rest is refused */
+            for (size_t i = ch->from; i < np; i++)
+                j->items[i].error = "server busy";
+            break;
+        }
+        queued++;
+    }
+    c->busy = true;
+    n->jobs++;
+    return;
+fail:
+    sigil_index_authset_free(&auth);
+    batch_job_free(j);
 }
 
 static void
@@ -1785,6 +2018,7 @@ really_free(struct sigil_nodeapi *n)
     void (*done)(void *) = n->done;
     void *arg = n->done_arg;
 
+    signer_put(n->signer);
     sigil_index_free(n->ix);
     agents_clear(n);
     free(n->agents);
@@ -1856,6 +2090,9 @@ sigil_nodeapi_start(const struct sigil_nodeapi_opts *o, struct sigil_nodeapi **o
     if (n == NULL)
         return SIGIL_ERR_NOMEM;
     n->loop = o->loop;
+    n->cores = uv_available_parallelism();
+    if (n->cores < 1)
+        n->cores = 1;
     n->db = o->db;
     n->ca = o->ca;
     n->agent_ttl = o->agent_ttl_s > 0 ? o->agent_ttl_s : SIGIL_NODEAPI_AGENT_TTL_DEFAULT;

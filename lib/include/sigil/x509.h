@@ -143,6 +143,69 @@ int sigil_x509_mint_leaf(const struct sigil_x509_leaf_params *params, EVP_PKEY *
 int sigil_x509_mint_leaf_csr(const struct sigil_x509_leaf_params *params, X509_REQ *csr,
                              X509 *issuer, EVP_PKEY *issuer_key, X509 **out, const char **why);
 
+/* True if s is a DNS SAN we write: LDH labels of 1..63 bytes, at most 253 in all, an
+ * optional leading "*." label. */
+bool sigil_x509_dns_name_ok(const char *s);
+
+/* ---- the prepared minter (the node API's hot path) ---- */
+
+/* The parts of a DER CSR with a P-256 key signed with ECDSA/SHA-256, read by a strict DER
+ * reader (pointers into the input). */
+struct sigil_x509_csr_frame {
+    const uint8_t *tbs; /* certificationRequestInfo, the signed bytes */
+    size_t tbs_len;
+    const uint8_t *subject; /* the subject Name element */
+    size_t subject_len;
+    const uint8_t *point; /* the uncompressed point, 65 bytes */
+    const uint8_t *attrs; /* the attributes' contents (may be empty) */
+    size_t attrs_len;
+    const uint8_t *sig; /* the ECDSA-Sig-Value */
+    size_t sig_len;
+};
+
+/* Splits a CSR into *out. Checks only the frame (no signature, no Name or attribute
+ * contents). Returns 0, or SIGIL_ERR_UNSUPPORTED for anything else (PEM, another key or
+ * algorithm, BER, trailing bytes): sigil_x509_csr_parse decides those. */
+int sigil_x509_csr_frame(const uint8_t *p, size_t n, struct sigil_x509_csr_frame *out);
+/* The SPIFFE ID a framed CSR requests, deciding as sigil_x509_csr_spiffeid does on the parsed
+ * CSR: 0, SIGIL_ERR_NOTFOUND, SIGIL_ERR_INVALID + *why, or SIGIL_ERR_UNSUPPORTED if its
+ * subject or attributes do not parse (the whole CSR would not either). */
+int sigil_x509_csr_frame_spiffeid(const struct sigil_x509_csr_frame *f, struct sigil_spiffeid *out,
+                                  const char **why);
+
+/* A minter bound to one issuer: read-only once made, so threads may share it. */
+struct sigil_x509_minter;
+
+/* What sigil_x509_minter_leaf_csr made besides the DER. */
+struct sigil_x509_minted {
+    char serial[41];  /* lowercase hex, as sigil_ca_serial_hex */
+    time_t not_after; /* after clamping to the issuer's */
+    bool fast;        /* made on the fast path (for tests and metrics) */
+};
+
+/* Makes a minter for issuer/issuer_key (both up-referenced), checking them once as
+ * sigil_x509_mint_leaf does on every call. Returns 0 and *out (free with
+ * sigil_x509_minter_free), or SIGIL_ERR_INVALID / SIGIL_ERR_UNSUPPORTED / SIGIL_ERR_NOMEM /
+ * SIGIL_ERR_CRYPTO + *why. */
+int sigil_x509_minter_new(X509 *issuer, EVP_PKEY *issuer_key, struct sigil_x509_minter **out,
+                          const char **why);
+/* Frees m; NULL is allowed. */
+void sigil_x509_minter_free(struct sigil_x509_minter *m);
+/* The issuer certificate m signs with (owned by m). */
+X509 *sigil_x509_minter_issuer(const struct sigil_x509_minter *m);
+/* Parses and verifies a CSR (DER or PEM) and appends the DER of a leaf for its key to out,
+ * exactly as sigil_x509_csr_parse + sigil_x509_mint_leaf_csr would (same certificate content,
+ * same errors): a DER P-256 CSR with an empty-subject leaf is written directly as DER without
+ * OpenSSL's per-key decoder and encoder setup; anything else takes that general path. Safe to
+ * call from several threads at once on one m. Returns 0 and *info, or an error + *why. */
+int sigil_x509_minter_leaf_csr(const struct sigil_x509_minter *m,
+                               const struct sigil_x509_leaf_params *params, const uint8_t *csr,
+                               size_t csr_len, struct sigil_buf *out,
+                               struct sigil_x509_minted *info, const char **why);
+/* Appends the issuer certificate's DER to out (the rest of a leaf's chain). Returns 0 or
+ * SIGIL_ERR_NOMEM. */
+int sigil_x509_minter_chain_tail(const struct sigil_x509_minter *m, struct sigil_buf *out);
+
 /* ---- parsing ---- */
 
 /* Parses a sequence of PEM "CERTIFICATE" blocks (text outside blocks is skipped, as PEM
