@@ -4,11 +4,13 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "endpoint.h"
 #include "sigil/err.h"
 #include "sigil/log.h"
+#include "sigil/rpc.h"
 
 #define F(m) offsetof(struct sigil_agent_config, m)
 
@@ -22,8 +24,8 @@ const struct sigil_config_field sigil_agent_config_schema[] = {
      .type = SIGIL_CFG_STRING,
      .offset = F(server_address),
      .required = true,
-     .doc = "Node API address of sigil-server, \"ip:port\" (\"[::1]:8081\" for IPv6): an IP "
-            "address or localhost, host names are not resolved."},
+     .doc = "Node API address of sigil-server: \"host:port\" (a DNS name, resolved at each "
+            "connection and every address tried), \"ip:port\" or \"[ipv6]:port\"."},
     {.key = "trust_bundle_path",
      .type = SIGIL_CFG_STRING,
      .offset = F(trust_bundle_path),
@@ -130,9 +132,38 @@ const struct sigil_config_field sigil_agent_config_schema[] = {
 };
 
 /* An error of a check across keys: no line to name, the loader's text shape otherwise. */
+/* The 1-based line where a top-level key (no dot) is set in block style ("key:" at the
+ * start of a line), or 0 if the text does not show it that way. */
 static int
-cross_fail(struct sigil_config_error *err, const char *name, const char *key, int code,
-           const char *fmt, ...)
+key_line(const char *text, size_t len, const char *key)
+{
+    size_t kl = strlen(key), i = 0;
+    int line = 1;
+
+    if (text == NULL || strchr(key, '.') != NULL)
+        return 0;
+    while (i < len) {
+        size_t j = i + kl;
+
+        if (len - i > kl && memcmp(text + i, key, kl) == 0) {
+            while (j < len && text[j] == ' ')
+                j++;
+            if (j < len && text[j] == ':')
+                return line;
+        }
+        while (i < len && text[i] != '\n')
+            i++;
+        i++;
+        line++;
+    }
+    return 0;
+}
+
+/* A refusal of the checks below: "file:line: key "k": what" (no line where the key is not
+ * found at the start of a line of text). */
+static int
+cross_fail(struct sigil_config_error *err, const char *name, const char *text, size_t len,
+           const char *key, int code, const char *fmt, ...)
 {
     char msg[384];
     va_list ap;
@@ -140,58 +171,47 @@ cross_fail(struct sigil_config_error *err, const char *name, const char *key, in
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    err->line = 0;
+    err->line = key_line(text, len, key);
     snprintf(err->key, sizeof err->key, "%s", key);
-    snprintf(err->text, sizeof err->text, "%s: key \"%s\": %s", name, key, msg);
+    if (err->line > 0)
+        snprintf(err->text, sizeof err->text, "%s:%d: key \"%s\": %s", name, err->line, key, msg);
+    else
+        snprintf(err->text, sizeof err->text, "%s: key \"%s\": %s", name, key, msg);
     return code;
 }
 
-/* True if s is "host:port" with a non-empty host (or "[v6]") and a port 1..65535. */
-static bool
-hostport_ok(const char *s)
-{
-    const char *colon = strrchr(s, ':'), *p;
-    unsigned long port = 0;
-
-    if (colon == NULL || colon == s || colon[1] == '\0')
-        return false;
-    if (s[0] == '[' && colon[-1] != ']')
-        return false;
-    for (p = colon + 1; *p != '\0'; p++) {
-        if (*p < '0' || *p > '9' || port > 65535)
-            return false;
-        port = port * 10 + (unsigned long)(*p - '0');
-    }
-    return port >= 1 && port <= 65535;
-}
-
 static int
-finish(const char *name, struct sigil_agent_config *cfg, struct sigil_config_error *err)
+finish(const char *name, const char *text, size_t len, struct sigil_agent_config *cfg,
+       struct sigil_config_error *err)
 {
+    struct sigil_rpc_hostport hp;
     const char *why = NULL;
     size_t i;
 
     if (sigil_trust_domain_parse(cfg->trust_domain, strlen(cfg->trust_domain), cfg->td, &why) != 0)
-        return cross_fail(err, name, "trust_domain", SIGIL_ERR_INVALID, "%s", why);
-    if (!hostport_ok(cfg->server_address))
-        return cross_fail(err, name, "server_address", SIGIL_ERR_INVALID,
-                          "want host:port with a port from 1 to 65535");
+        return cross_fail(err, name, text, len, "trust_domain", SIGIL_ERR_INVALID, "%s", why);
+    if (sigil_rpc_hostport_parse(cfg->server_address, strlen(cfg->server_address), &hp, &why) != 0)
+        return cross_fail(err, name, text, len, "server_address", SIGIL_ERR_INVALID,
+                          "%s (want host:port, ip:port or [ipv6]:port)", why);
     if (cfg->data_dir[0] != '/')
-        return cross_fail(err, name, "data_dir", SIGIL_ERR_INVALID, "must be an absolute path");
+        return cross_fail(err, name, text, len, "data_dir", SIGIL_ERR_INVALID,
+                          "must be an absolute path");
     if (strlen(cfg->data_dir) > 3000)
-        return cross_fail(err, name, "data_dir", SIGIL_ERR_RANGE, "longer than 3000 bytes");
+        return cross_fail(err, name, text, len, "data_dir", SIGIL_ERR_RANGE,
+                          "longer than 3000 bytes");
     if (cfg->wapi_socket_path[0] != '/' || strlen(cfg->wapi_socket_path) > SIGIL_ENDPOINT_PATH_MAX)
-        return cross_fail(err, name, "workload_api.socket_path", SIGIL_ERR_INVALID,
+        return cross_fail(err, name, text, len, "workload_api.socket_path", SIGIL_ERR_INVALID,
                           "must be an absolute path of at most %d bytes", SIGIL_ENDPOINT_PATH_MAX);
     if ((cfg->x509pop_cert_path == NULL) != (cfg->x509pop_key_path == NULL))
-        return cross_fail(err, name,
+        return cross_fail(err, name, text, len,
                           cfg->x509pop_cert_path == NULL ? "x509pop.cert_path" : "x509pop.key_path",
                           SIGIL_ERR_INVALID, "x509pop needs both cert_path and key_path");
     if (cfg->join_token != NULL && cfg->x509pop_cert_path != NULL)
-        return cross_fail(err, name, "join_token", SIGIL_ERR_INVALID,
+        return cross_fail(err, name, text, len, "join_token", SIGIL_ERR_INVALID,
                           "set join_token or x509pop, not both");
     if (cfg->retry_initial_ms > cfg->retry_max_ms)
-        return cross_fail(err, name, "retry.initial", SIGIL_ERR_INVALID, "longer than retry.max");
+        return cross_fail(err, name, text, len, "retry.initial", SIGIL_ERR_INVALID,
+                          "longer than retry.max");
     cfg->no_systemd = true;
     for (i = 0; i < cfg->workload_attestors.n; i++) {
         const char *a = cfg->workload_attestors.items[i];
@@ -199,7 +219,7 @@ finish(const char *name, struct sigil_agent_config *cfg, struct sigil_config_err
         if (strcmp(a, "systemd") == 0)
             cfg->no_systemd = false;
         else if (strcmp(a, "unix") != 0)
-            return cross_fail(err, name, "workload_attestors", SIGIL_ERR_INVALID,
+            return cross_fail(err, name, text, len, "workload_attestors", SIGIL_ERR_INVALID,
                               "unknown workload attestor \"%.64s\" (known: unix, systemd)", a);
     }
     return 0;
@@ -214,22 +234,42 @@ sigil_agent_config_load_string(const char *name, const char *yaml, size_t len,
     memset(cfg, 0, sizeof *cfg);
     if ((r = sigil_config_load_string(sigil_agent_config_schema, name, yaml, len, cfg, err)) != 0)
         return r;
-    if ((r = finish(name, cfg, err)) != 0)
+    if ((r = finish(name, yaml, len, cfg, err)) != 0)
         sigil_agent_config_free(cfg);
     return r;
+}
+
+/* The file's text (at most SIGIL_CONFIG_MAX_SIZE bytes), or NULL. */
+static char *
+read_text(const char *path, size_t *len)
+{
+    FILE *fp = fopen(path, "re");
+    char *buf = NULL;
+
+    *len = 0;
+    if (fp == NULL)
+        return NULL;
+    if ((buf = malloc(SIGIL_CONFIG_MAX_SIZE)) != NULL)
+        *len = fread(buf, 1, SIGIL_CONFIG_MAX_SIZE, fp);
+    fclose(fp);
+    return buf;
 }
 
 int
 sigil_agent_config_load(const char *path, struct sigil_agent_config *cfg,
                         struct sigil_config_error *err)
 {
+    size_t len;
+    char *text;
     int r;
 
     memset(cfg, 0, sizeof *cfg);
     if ((r = sigil_config_load_file(sigil_agent_config_schema, path, cfg, err)) != 0)
         return r;
-    if ((r = finish(path, cfg, err)) != 0)
+    text = read_text(path, &len); /* only to say on which line a refused key is */
+    if ((r = finish(path, text, len, cfg, err)) != 0)
         sigil_agent_config_free(cfg);
+    free(text);
     return r;
 }
 

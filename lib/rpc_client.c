@@ -1,26 +1,48 @@
 /* The gRPC client: one connection per client (Unix socket, or TCP with TLS 1.3 and ALPN h2),
  * opened on the first call and again after it is lost; calls of every kind with deadlines,
  * cancellation and caps; statuses from trailers, trailers-only responses, HTTP statuses or
- * the transport (UNAVAILABLE). A synchronous unary helper for tests and CLIs is at the end. */
+ * the transport (UNAVAILABLE). Host names are resolved off the loop (uv_getaddrinfo) for each
+ * new connection, and its addresses tried in turn. A synchronous unary helper for tests and
+ * CLIs is at the end. */
 #include "rpc_int.h"
 #include "sigil/err.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+/* Addresses of one name tried at most (a name with more is unusual for a server). */
+#define DIAL_MAX_ADDRS 16
+/* Time limits of one connect attempt: the longest, and the least when the call deadlines
+ * leave less than that to each address still to try. */
+#define DIAL_ATTEMPT_MAX_MS 10000
+#define DIAL_ATTEMPT_MIN_MS 100
+
+struct dial;
 
 struct cli_conn {
     struct rpc_conn c; /* first: the engine's callbacks cast back */
     struct sigil_rpc_client *cli;
     struct cli_conn *prev, *next;
     uv_connect_t creq;
-    bool ready; /* the HTTP/2 session is up */
+    struct dial *dial; /* resolving or connecting, or NULL */
+    char why[320];     /* c.why when the dialer failed */
+    bool ready;        /* the HTTP/2 session is up */
 };
 
 struct sigil_rpc_client {
     uv_loop_t *loop;
     char *unix_path;
-    struct sockaddr_storage addr;
+    struct sockaddr_storage addr; /* the address of an IP literal target */
+    bool literal;                 /* addr is set: nothing to resolve */
+    struct sigil_rpc_hostport hp; /* the TCP target */
+    unsigned dials;               /* dialers not yet freed */
     char *authority;
     char *server_name;
     struct sigil_tls_ctx *tls;
@@ -66,6 +88,7 @@ struct sigil_rpc_ccall {
 
 static void client_check_free(struct sigil_rpc_client *cli);
 static void cli_kick(struct sigil_rpc_ccall *call);
+static void dial_abandon(struct cli_conn *cc);
 
 /* ---- ending a call ---- */
 
@@ -399,10 +422,12 @@ cc_closing(struct rpc_conn *c)
     struct cli_conn *cc = (struct cli_conn *)c;
     struct sigil_rpc_client *cli = cc->cli;
     struct sigil_rpc_ccall *call, *next;
-    char msg[160];
+    char msg[400];
 
     if (cli->conn == cc)
         cli->conn = NULL;
+    if (cc->dial != NULL)
+        dial_abandon(cc);
     snprintf(msg, sizeof msg, "%s: %s", cc->ready ? "connection lost" : "cannot connect",
              c->why != NULL ? c->why : "closed");
     for (call = cli->calls; call != NULL; call = next) {
@@ -439,11 +464,22 @@ static const struct rpc_conn_ops cli_conn_ops = {
     .freed = cc_freed,
 };
 
+/* The transport is connected: TLS (if any) and HTTP/2 follow. */
+static void
+connected(struct cli_conn *cc)
+{
+    struct sigil_rpc_client *cli = cc->cli;
+
+    if (cli->tls != NULL)
+        uv_tcp_nodelay(&cc->c.io.tcp, 1);
+    if (rpc_conn_start(&cc->c, cli->tls, cli->server_name, 10000) != 0)
+        rpc_conn_close(&cc->c, "cannot start TLS");
+}
+
 static void
 on_connect(uv_connect_t *req, int status)
 {
     struct cli_conn *cc = req->data;
-    struct sigil_rpc_client *cli = cc->cli;
 
     if (cc->c.ended)
         return;
@@ -451,10 +487,312 @@ on_connect(uv_connect_t *req, int status)
         rpc_conn_close(&cc->c, uv_strerror(status));
         return;
     }
-    if (cli->tls != NULL)
-        uv_tcp_nodelay(&cc->c.io.tcp, 1);
-    if (rpc_conn_start(&cc->c, cli->tls, cli->server_name, 10000) != 0)
-        rpc_conn_close(&cc->c, "cannot start TLS");
+    connected(cc);
+}
+
+/* ---- dialing a TCP target ----
+ * A dialer resolves the host (a thread of libuv's pool runs getaddrinfo) and connects to each
+ * address in turn on a socket of its own, each attempt within a time limit; the socket that
+ * connects is handed to the connection (a duplicate descriptor), the dialer's own closed. A
+ * lookup in a thread cannot be stopped, so a dialer outlives a connection that gives up on it
+ * (cc NULL) until its last callback; the client waits for it before being freed. */
+
+struct dial {
+    struct sigil_rpc_client *cli;
+    struct cli_conn *cc; /* NULL once abandoned */
+    uv_getaddrinfo_t gai;
+    uv_tcp_t tcp;
+    uv_connect_t creq;
+    struct rpc_timer *timer; /* the attempt's time limit */
+    struct sockaddr_storage addrs[DIAL_MAX_ADDRS];
+    size_t naddrs, next;
+    int err; /* the last attempt's libuv error */
+    bool resolving, tcp_open, tcp_closing, timed_out;
+};
+
+static void dial_next(struct dial *d);
+static void attempt_close(struct dial *d);
+
+static void
+dial_free_if_idle(struct dial *d)
+{
+    struct sigil_rpc_client *cli = d->cli;
+
+    if (d->cc != NULL || d->resolving || d->tcp_open)
+        return;
+    rpc_timer_stop(d->timer);
+    free(d);
+    cli->dials--;
+    client_check_free(cli);
+}
+
+/* The connection gives up (it closes): stop what can be stopped; the callbacks free d. */
+static void
+dial_abandon(struct cli_conn *cc)
+{
+    struct dial *d = cc->dial;
+
+    cc->dial = NULL;
+    d->cc = NULL;
+    rpc_timer_stop(d->timer);
+    d->timer = NULL;
+    if (d->resolving)
+        (void)uv_cancel((uv_req_t *)&d->gai); /* on_resolved runs either way */
+    if (d->tcp_open)
+        attempt_close(d);
+    dial_free_if_idle(d);
+}
+
+/* Ends the dial with a failure: the connection closes with why (it names the host), from the
+ * loop (this may run inside sigil_rpc_client_call). */
+static void dial_fail(struct dial *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+dial_fail(struct dial *d, const char *fmt, ...)
+{
+    struct cli_conn *cc = d->cc;
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(cc->why, sizeof cc->why, fmt, ap);
+    va_end(ap);
+    cc->dial = NULL;
+    d->cc = NULL;
+    rpc_conn_close_after_flush(&cc->c, cc->why);
+    dial_free_if_idle(d);
+}
+
+static void
+attempt_closed(uv_handle_t *h)
+{
+    struct dial *d = h->data;
+
+    d->tcp_open = false;
+    d->tcp_closing = false;
+    if (d->cc == NULL) {
+        dial_free_if_idle(d);
+        return;
+    }
+    dial_next(d);
+}
+
+static void
+attempt_close(struct dial *d)
+{
+    rpc_timer_stop(d->timer);
+    d->timer = NULL;
+    if (!d->tcp_closing) {
+        d->tcp_closing = true;
+        uv_close((uv_handle_t *)&d->tcp, attempt_closed);
+    }
+}
+
+static void
+attempt_timeout(void *arg)
+{
+    struct dial *d = arg;
+
+    d->timer = NULL;
+    d->timed_out = true;
+    attempt_close(d); /* cancels the connect request */
+}
+
+/* The descriptor of the dialer's connected socket goes to the connection. */
+static int
+adopt_socket(struct dial *d)
+{
+    struct cli_conn *cc = d->cc;
+    uv_os_fd_t fd;
+    int nfd, r;
+
+    if ((r = uv_fileno((uv_handle_t *)&d->tcp, &fd)) != 0)
+        return r;
+    if ((nfd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0)
+        return uv_translate_sys_error(errno);
+    if ((r = uv_tcp_init(d->cli->loop, &cc->c.io.tcp)) != 0) {
+        close(nfd);
+        return r;
+    }
+    rpc_conn_adopt_io(&cc->c);
+    if ((r = uv_tcp_open(&cc->c.io.tcp, nfd)) != 0) {
+        close(nfd);
+        return r;
+    }
+    return 0;
+}
+
+static void
+attempt_done(uv_connect_t *req, int status)
+{
+    struct dial *d = req->data;
+    struct cli_conn *cc = d->cc;
+    int r;
+
+    if (d->tcp_closing) /* timed out or abandoned: attempt_closed goes on */
+        return;
+    if (cc == NULL || status < 0) {
+        d->err = status;
+        attempt_close(d);
+        return;
+    }
+    r = adopt_socket(d);
+    cc->dial = NULL;
+    d->cc = NULL;
+    attempt_close(d);
+    if (r != 0) {
+        snprintf(cc->why, sizeof cc->why, "%s: %s", d->cli->hp.host, uv_strerror(r));
+        rpc_conn_close(&cc->c, cc->why);
+        return;
+    }
+    connected(cc);
+}
+
+/* The time limit of the next attempt: its share of what the earliest call deadline on this
+ * connection leaves, between DIAL_ATTEMPT_MIN_MS and DIAL_ATTEMPT_MAX_MS. */
+static uint64_t
+attempt_ms(struct dial *d)
+{
+    uint64_t now = uv_now(d->cli->loop), left = 0, ms;
+    size_t n = d->naddrs - d->next + 1; /* this attempt and those after it */
+
+    for (struct sigil_rpc_ccall *call = d->cli->calls; call != NULL; call = call->next) {
+        uint64_t l;
+
+        if (call->conn != d->cc || call->deadline == 0)
+            continue;
+        l = call->deadline > now ? call->deadline - now : 1;
+        if (left == 0 || l < left)
+            left = l;
+    }
+    if (left == 0)
+        return DIAL_ATTEMPT_MAX_MS;
+    ms = left / n;
+    return ms < DIAL_ATTEMPT_MIN_MS   ? DIAL_ATTEMPT_MIN_MS
+           : ms > DIAL_ATTEMPT_MAX_MS ? DIAL_ATTEMPT_MAX_MS
+                                      : ms;
+}
+
+static void
+addr_text(const struct sockaddr_storage *ss, char *out, size_t n)
+{
+    char ip[INET6_ADDRSTRLEN] = "?";
+
+    if (ss->ss_family == AF_INET6) {
+        uv_ip6_name((const struct sockaddr_in6 *)ss, ip, sizeof ip);
+        snprintf(out, n, "[%s]", ip);
+    } else {
+        uv_ip4_name((const struct sockaddr_in *)ss, ip, sizeof ip);
+        snprintf(out, n, "%s", ip);
+    }
+}
+
+/* Tries the next address, or fails naming the host and the last error. */
+static void
+dial_next(struct dial *d)
+{
+    struct sigil_rpc_client *cli = d->cli;
+    char ip[INET6_ADDRSTRLEN + 2];
+    int r;
+
+    while (d->next < d->naddrs) {
+        const struct sockaddr *sa = (const struct sockaddr *)&d->addrs[d->next++];
+
+        d->timed_out = false;
+        if ((r = uv_tcp_init(cli->loop, &d->tcp)) != 0) {
+            d->err = r;
+            break;
+        }
+        d->tcp.data = d;
+        d->tcp_open = true;
+        d->creq.data = d;
+        if ((r = uv_tcp_connect(&d->creq, &d->tcp, sa, attempt_done)) != 0) {
+            d->err = r; /* e.g. no IPv6 here: attempt_closed tries the next */
+            attempt_close(d);
+            return;
+        }
+        d->timer = rpc_timer_start(cli->loop, &cli->tr, attempt_ms(d), attempt_timeout, d);
+        if (d->timer == NULL) {
+            d->err = UV_ENOMEM;
+            attempt_close(d);
+            d->next = d->naddrs;
+        }
+        return;
+    }
+    addr_text(&d->addrs[d->naddrs > 0 ? d->naddrs - 1 : 0], ip, sizeof ip);
+    if (cli->hp.family != 0)
+        dial_fail(d, "%s port %u: %s", cli->hp.host, (unsigned)cli->hp.port,
+                  d->timed_out ? "connect timed out" : uv_strerror(d->err));
+    else if (d->naddrs == 1)
+        dial_fail(d, "%s (%s) port %u: %s", cli->hp.host, ip, (unsigned)cli->hp.port,
+                  d->timed_out ? "connect timed out" : uv_strerror(d->err));
+    else
+        dial_fail(d, "%s port %u: none of its %zu addresses answered (last, %s: %s)", cli->hp.host,
+                  (unsigned)cli->hp.port, d->naddrs, ip,
+                  d->timed_out ? "connect timed out" : uv_strerror(d->err));
+}
+
+static void
+on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    struct dial *d = req->data;
+    struct sigil_rpc_client *cli = d->cli;
+
+    d->resolving = false;
+    if (d->cc == NULL || status < 0) {
+        if (res != NULL)
+            uv_freeaddrinfo(res);
+        if (d->cc != NULL)
+            dial_fail(d, "cannot resolve host \"%s\": %s", cli->hp.host, uv_strerror(status));
+        else
+            dial_free_if_idle(d);
+        return;
+    }
+    for (struct addrinfo *ai = res; ai != NULL && d->naddrs < DIAL_MAX_ADDRS; ai = ai->ai_next)
+        if ((ai->ai_family == AF_INET || ai->ai_family == AF_INET6) &&
+            ai->ai_addrlen <= sizeof d->addrs[0])
+            memcpy(&d->addrs[d->naddrs++], ai->ai_addr, ai->ai_addrlen);
+    uv_freeaddrinfo(res);
+    if (d->naddrs == 0) {
+        dial_fail(d, "host \"%s\" has no IPv4 or IPv6 address", cli->hp.host);
+        return;
+    }
+    dial_next(d);
+}
+
+/* Starts dialing cc's TCP target. Returns 0, or a libuv error (nothing started). */
+static int
+dial_start(struct sigil_rpc_client *cli, struct cli_conn *cc)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_protocol = IPPROTO_TCP,
+                             .ai_flags = AI_NUMERICSERV};
+    struct dial *d = calloc(1, sizeof *d);
+    char port[8];
+    int r;
+
+    if (d == NULL)
+        return UV_ENOMEM;
+    d->cli = cli;
+    d->cc = cc;
+    d->gai.data = d;
+    cli->dials++;
+    cc->dial = d;
+    if (cli->literal) {
+        d->addrs[0] = cli->addr;
+        d->naddrs = 1;
+        dial_next(d);
+        return 0;
+    }
+    snprintf(port, sizeof port, "%u", (unsigned)cli->hp.port);
+    if ((r = uv_getaddrinfo(cli->loop, &d->gai, on_resolved, cli->hp.host, port, &hints)) != 0) {
+        cc->dial = NULL;
+        d->cc = NULL;
+        dial_free_if_idle(d);
+        return r;
+    }
+    d->resolving = true;
+    return 0;
 }
 
 /* A new connection, made current for new calls; connect_start() dials it. */
@@ -479,41 +817,147 @@ connect_new(struct sigil_rpc_client *cli)
     return cc;
 }
 
-/* Failures here are reported from the loop (through the idle flush), never before
- * sigil_rpc_client_call has returned. */
+/* Failures here are reported from the loop (through the idle flush, or the dialer's
+ * callbacks), never before sigil_rpc_client_call has returned. */
 static void
 connect_start(struct sigil_rpc_client *cli, struct cli_conn *cc)
 {
     int r;
 
-    r = cli->unix_path != NULL ? uv_pipe_init(cli->loop, &cc->c.io.pipe, 0)
-                               : uv_tcp_init(cli->loop, &cc->c.io.tcp);
-    if (r != 0) {
+    if (cli->unix_path == NULL) {
+        if ((r = dial_start(cli, cc)) != 0) {
+            snprintf(cc->why, sizeof cc->why, "%s: %s", cli->hp.host, uv_strerror(r));
+            rpc_conn_close_after_flush(&cc->c, cc->why);
+        }
+        return;
+    }
+    if ((r = uv_pipe_init(cli->loop, &cc->c.io.pipe, 0)) != 0) {
         rpc_conn_close_after_flush(&cc->c, "cannot initialise the socket");
         return;
     }
     rpc_conn_adopt_io(&cc->c);
-    if (cli->unix_path != NULL) {
-        uv_pipe_connect(&cc->creq, &cc->c.io.pipe, cli->unix_path, on_connect);
-        return;
-    }
-    if ((r = uv_tcp_connect(&cc->creq, &cc->c.io.tcp, (const struct sockaddr *)&cli->addr,
-                            on_connect)) != 0)
-        rpc_conn_close_after_flush(&cc->c, uv_strerror(r));
+    uv_pipe_connect(&cc->creq, &cc->c.io.pipe, cli->unix_path, on_connect);
 }
 
 /* ---- the client ---- */
 
-/* "unix:///abs/path" (or "unix:/abs/path"), or "host:port" / "[v6]:port" with an IP literal
- * or localhost as the host. */
+/* A DNS name as RFC 1123 allows it for a host: labels of 1-63 of [A-Za-z0-9-], not starting
+ * or ending with '-', at most 253 characters (254 with a final dot), the last label not all
+ * digits (so that "1.2.3" or "999.1.1.1" is never taken for an address). */
+static bool
+hostname_ok(const char *h, size_t n)
+{
+    size_t label = 0;
+    bool digits = true;
+
+    if (n > 0 && h[n - 1] == '.')
+        n--;
+    if (n == 0 || n > 253)
+        return false;
+    for (size_t i = 0; i <= n; i++) {
+        char c = i < n ? h[i] : '.';
+
+        if (c == '.') {
+            if (label == 0 || h[i - 1] == '-')
+                return false;
+            if (i == n && digits)
+                return false;
+            label = 0;
+            digits = true;
+            continue;
+        }
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              (c == '-' && label > 0)))
+            return false;
+        if (c < '0' || c > '9')
+            digits = false;
+        if (++label > 63)
+            return false;
+    }
+    return true;
+}
+
+int
+sigil_rpc_hostport_parse(const char *s, size_t len, struct sigil_rpc_hostport *out,
+                         const char **why)
+{
+    const char *colon = NULL, *h = s;
+    unsigned char ip[16];
+    unsigned long port = 0;
+    size_t hl;
+
+    memset(out, 0, sizeof *out);
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '\0') {
+            *why = "a NUL byte in host:port";
+            return SIGIL_ERR_INVALID;
+        }
+        if (s[i] == ':')
+            colon = s + i;
+    }
+    if (colon == NULL) {
+        *why = "want host:port";
+        return SIGIL_ERR_INVALID;
+    }
+    hl = (size_t)(colon - s);
+    if (colon + 1 == s + len || len - hl - 1 > 5) {
+        *why = "want host:port with a port from 1 to 65535";
+        return SIGIL_ERR_INVALID;
+    }
+    for (const char *p = colon + 1; p < s + len; p++) {
+        if (*p < '0' || *p > '9') {
+            *why = "want host:port with a port from 1 to 65535";
+            return SIGIL_ERR_INVALID;
+        }
+        port = port * 10 + (unsigned long)(*p - '0');
+    }
+    if (port < 1 || port > 65535) {
+        *why = "want host:port with a port from 1 to 65535";
+        return SIGIL_ERR_INVALID;
+    }
+    out->port = (uint16_t)port;
+    if (hl >= 2 && s[0] == '[' && s[hl - 1] == ']') {
+        memcpy(out->host, s + 1, hl - 2);
+        out->host[hl - 2] = '\0';
+        if (hl - 2 > INET6_ADDRSTRLEN || inet_pton(AF_INET6, out->host, ip) != 1) {
+            memset(out, 0, sizeof *out);
+            *why = "the host in brackets is not an IPv6 address";
+            return SIGIL_ERR_INVALID;
+        }
+        out->family = AF_INET6;
+        return 0;
+    }
+    if (hl == 0 || hl > SIGIL_RPC_HOST_MAX) {
+        *why = hl == 0 ? "want host:port (the host is empty)" : "the host is longer than 254 bytes";
+        return SIGIL_ERR_INVALID;
+    }
+    memcpy(out->host, h, hl);
+    out->host[hl] = '\0';
+    if (memchr(h, ':', hl) != NULL || memchr(h, '[', hl) != NULL) {
+        memset(out, 0, sizeof *out);
+        *why = "an IPv6 address goes in brackets: [addr]:port";
+        return SIGIL_ERR_INVALID;
+    }
+    if (inet_pton(AF_INET, out->host, ip) == 1) {
+        out->family = AF_INET;
+        return 0;
+    }
+    if (!hostname_ok(out->host, hl)) {
+        memset(out, 0, sizeof *out);
+        *why = "the host is neither an IP address nor a DNS name (letters, digits, '-' and "
+               "dots; labels of 1 to 63; the last not all digits)";
+        return SIGIL_ERR_INVALID;
+    }
+    return 0;
+}
+
+/* "unix:///abs/path" (or "unix:/abs/path"), or "host:port" / "[v6]:port" with an IP address
+ * or a host name (resolved when connecting). */
 static int
 parse_target(struct sigil_rpc_client *cli, const char *t, const char **why)
 {
-    char host[64];
-    const char *colon, *h = t;
-    size_t hl;
-    long port;
-    char *end;
+    static _Thread_local char msg[160];
+    const char *w = NULL;
 
     if (strncmp(t, "unix:", 5) == 0) {
         const char *p = strncmp(t, "unix://", 7) == 0 ? t + 7 : t + 5;
@@ -525,32 +969,24 @@ parse_target(struct sigil_rpc_client *cli, const char *t, const char **why)
             return SIGIL_ERR_NOMEM;
         return 0;
     }
-    if ((colon = strrchr(t, ':')) == NULL) {
-        *why = "rpc: the target must be unix:///path or host:port";
+    if (sigil_rpc_hostport_parse(t, strlen(t), &cli->hp, &w) != 0) {
+        snprintf(msg, sizeof msg, "rpc: bad target (unix:///path or host:port): %s", w);
+        *why = msg;
         return SIGIL_ERR_INVALID;
     }
-    hl = (size_t)(colon - t);
-    if (hl >= 2 && t[0] == '[' && t[hl - 1] == ']') {
-        h = t + 1;
-        hl -= 2;
+    if (cli->hp.family == AF_INET) {
+        cli->literal =
+            uv_ip4_addr(cli->hp.host, cli->hp.port, (struct sockaddr_in *)&cli->addr) == 0;
+    } else if (cli->hp.family == AF_INET6) {
+        cli->literal =
+            uv_ip6_addr(cli->hp.host, cli->hp.port, (struct sockaddr_in6 *)&cli->addr) == 0;
     }
-    port = strtol(colon + 1, &end, 10);
-    if (hl == 0 || hl >= sizeof host || *end != '\0' || colon[1] == '\0' || port < 1 ||
-        port > 65535) {
-        *why = "rpc: the target must be host:port with a port from 1 to 65535";
-        return SIGIL_ERR_INVALID;
-    }
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    if (uv_ip4_addr(strcmp(host, "localhost") == 0 ? "127.0.0.1" : host, (int)port,
-                    (struct sockaddr_in *)&cli->addr) != 0 &&
-        uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)&cli->addr) != 0) {
-        /* no resolver here: it would need a thread (uv_getaddrinfo) */
-        *why = "rpc: the target host must be an IP address or localhost";
+    if (cli->hp.family != 0 && !cli->literal) {
+        *why = "rpc: the target's IP address is not usable";
         return SIGIL_ERR_INVALID;
     }
     if ((cli->authority = strdup(t)) == NULL ||
-        (cli->server_name == NULL && (cli->server_name = strdup(host)) == NULL))
+        (cli->server_name == NULL && (cli->server_name = strdup(cli->hp.host)) == NULL))
         return SIGIL_ERR_NOMEM;
     return 0;
 }
@@ -615,7 +1051,7 @@ static void
 client_check_free(struct sigil_rpc_client *cli)
 {
     if (!cli->freeing || cli->busy > 0 || cli->calls != NULL || cli->conns != NULL ||
-        cli->tr.open > 0)
+        cli->tr.open > 0 || cli->dials > 0)
         return;
     cli->freeing = false; /* once */
     cli->tr.drained = NULL;

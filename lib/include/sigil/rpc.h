@@ -1,6 +1,7 @@
 /* gRPC over HTTP/2 (nghttp2) on one libuv loop: a server listening on Unix sockets and on TCP
  * with TLS 1.3, and a client for the same. Messages are opaque bytes here (callers pack them
- * with protobuf-c). Nothing in this module blocks the loop or starts a thread.
+ * with protobuf-c). Nothing in this module blocks the loop; the client resolves host names
+ * with uv_getaddrinfo, on libuv's thread pool.
  *
  * Server call lifetime: a handler receives a call and holds it until it calls
  * sigil_rpc_call_finish() or until its on_cancel callback returns (client reset, connection
@@ -275,16 +276,37 @@ int sigil_rpc_call_finish(struct sigil_rpc_call *call, int code, const char *mes
 struct sigil_rpc_client;
 struct sigil_rpc_ccall;
 
+/* The longest host name of a target (RFC 1035: 253 characters without the final dot). */
+#define SIGIL_RPC_HOST_MAX 254
+
+/* A "host:port" target, split and checked. */
+struct sigil_rpc_hostport {
+    char host[SIGIL_RPC_HOST_MAX + 1]; /* the name or address, without brackets */
+    uint16_t port;
+    int family; /* AF_INET or AF_INET6 for an IP address, 0 for a host name */
+};
+
+/* Parses len bytes of "name:port", "ipv4:port" or "[ipv6]:port" (port 1-65535; a name is
+ * dot-separated labels of 1-63 letters, digits and '-', not starting or ending with '-', the
+ * last not all digits, with an optional final dot). Returns 0 and *out, or SIGIL_ERR_INVALID
+ * with *why (static text). */
+int sigil_rpc_hostport_parse(const char *s, size_t len, struct sigil_rpc_hostport *out,
+                             const char **why);
+
 /* Where and how to connect. */
 struct sigil_rpc_client_opts {
-    const char *target;        /* "unix:///abs/path" or "host:port" ("[v6]:port") */
+    const char *target;        /* "unix:///abs/path" or "host:port" ("[v6]:port"); a host
+                                * name is resolved for each new connection and each of its
+                                * addresses tried in turn */
     struct sigil_tls_ctx *tls; /* client TLS context: required for host:port */
     const char *server_name;   /* name the server certificate must carry [the host] */
     size_t max_message;        /* response message cap [4 MiB] */
     size_t max_outbound;       /* bytes queued per call [max_message + 64 KiB] */
 };
 
-/* Creates a client (it connects on the first call, and again after losing the connection).
+/* Creates a client (it connects on the first call, and again after losing the connection;
+ * a name that does not resolve or addresses that all refuse end the calls waiting for that
+ * connection with UNAVAILABLE and a message naming the host).
  * Returns 0 and *out, or SIGIL_ERR_INVALID (bad target, TCP without TLS) with *why, or
  * SIGIL_ERR_NOMEM. Free with sigil_rpc_client_free. */
 int sigil_rpc_client_new(uv_loop_t *loop, const struct sigil_rpc_client_opts *o,
