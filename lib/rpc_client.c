@@ -917,9 +917,14 @@ sigil_rpc_hostport_parse(const char *s, size_t len, struct sigil_rpc_hostport *o
     }
     out->port = (uint16_t)port;
     if (hl >= 2 && s[0] == '[' && s[hl - 1] == ']') {
+        if (hl - 2 >= INET6_ADDRSTRLEN) {
+            memset(out, 0, sizeof *out);
+            *why = "the host in brackets is not an IPv6 address";
+            return SIGIL_ERR_INVALID;
+        }
         memcpy(out->host, s + 1, hl - 2);
         out->host[hl - 2] = '\0';
-        if (hl - 2 > INET6_ADDRSTRLEN || inet_pton(AF_INET6, out->host, ip) != 1) {
+        if (inet_pton(AF_INET6, out->host, ip) != 1) {
             memset(out, 0, sizeof *out);
             *why = "the host in brackets is not an IPv6 address";
             return SIGIL_ERR_INVALID;

@@ -121,8 +121,14 @@ test_parse(void **state)
         assert_non_null(why);
         assert_string_equal(hp.host, "");
     }
-    /* a NUL inside, a label of 64, a name of 254 + ":1" */
+    /* a NUL inside, brackets longer than the host buffer (found by rpc_target_fuzz), a label
+     * of 64, a name of 254 + ":1" */
     assert_int_equal(sigil_rpc_hostport_parse("a\0b:1", 5, &hp, &why), SIGIL_ERR_INVALID);
+    longname[0] = '[';
+    memset(longname + 1, ':', 280);
+    memcpy(longname + 281, "]:1", 4);
+    assert_int_equal(sigil_rpc_hostport_parse(longname, strlen(longname), &hp, &why),
+                     SIGIL_ERR_INVALID);
     memset(longname, 'a', 64);
     memcpy(longname + 64, ":1", 3);
     assert_int_equal(sigil_rpc_hostport_parse(longname, strlen(longname), &hp, &why),
