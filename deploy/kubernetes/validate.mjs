@@ -16,8 +16,9 @@
 //    (in the manifests, the generators, or the list of objects the operator creates); Service
 //    selectors and named ports match pods; the path after --config is a mounted config.
 // 6. The sigil configs pass `run --check-config` of the real binaries; the agent's
-//    server_address is the clusterIP:port of a Service; workloads mount the directory the
-//    agent serves its socket in.
+//    server_address names a Service of the manifests by its DNS name
+//    (<service>.<namespace>.svc[.<cluster domain>]:<port>, a port the Service has) or is the
+//    clusterIP:port of one; workloads mount the directory the agent serves its socket in.
 //
 // usage: node validate.mjs DIR   (SIGIL_SERVER_BIN, SIGIL_AGENT_BIN: the binaries)
 import fs from "node:fs";
@@ -355,10 +356,21 @@ async function main() {
     if (!path.basename(f).startsWith("agent")) continue;
     const cfg = YAML.parse(fs.readFileSync(f, "utf8"));
     const addr = String(cfg.server_address ?? "");
-    const m = addr.match(/^(\d+\.\d+\.\d+\.\d+):(\d+)$/);
-    const svc = m && [...objects.values()].find((o) => o.obj?.kind === "Service" && o.obj.spec?.clusterIP === m[1]
-      && (o.obj.spec.ports ?? []).some((p) => p.port === Number(m[2])));
-    if (!svc) err(rel(root, f), `server_address ${addr} is not the clusterIP:port of a Service`);
+    const services = [...objects.values()].filter((o) => o.obj?.kind === "Service").map((o) => o.obj);
+    const hasPort = (svc, port) => (svc.spec?.ports ?? []).some((p) => p.port === port);
+    const ip = addr.match(/^(\d+\.\d+\.\d+\.\d+):(\d+)$/);
+    const dns = addr.match(/^([a-z0-9-]+)\.([a-z0-9-]+)\.svc(\.[a-z0-9.-]+?)?\.?:(\d+)$/);
+    if (ip) {
+      if (!services.some((s) => s.spec?.clusterIP === ip[1] && hasPort(s, Number(ip[2]))))
+        err(rel(root, f), `server_address ${addr} is not the clusterIP:port of a Service`);
+    } else if (dns) {
+      const [, name, ns, , port] = dns;
+      const svc = services.find((s) => s.metadata?.name === name && s.metadata?.namespace === ns);
+      if (!svc) err(rel(root, f), `server_address ${addr}: there is no Service ${ns}/${name}`);
+      else if (!hasPort(svc, Number(port))) err(rel(root, f), `server_address ${addr}: Service ${ns}/${name} has no port ${port}`);
+    } else {
+      err(rel(root, f), `server_address ${addr} is not <service>.<namespace>.svc:<port> (or a Service's clusterIP:port)`);
+    }
     const sockDir = path.posix.dirname(cfg.workload_api?.socket_path ?? "/run/sigil/agent/public/api.sock");
     const agents = ctx.containers.filter((x) => (x.c.command ?? []).some((a) => a.endsWith("sigil-agent")) && (x.c.command ?? []).includes("run"));
     for (const a of agents) {

@@ -83,7 +83,15 @@ refused "a reference to a missing ConfigMap" "ConfigMap sigil/sigil-server-confg
   sed -i 's/name: sigil-server-config$/name: sigil-server-confg/' server-upstream.yaml
 refused "an invalid sigil config in a ConfigMap" 'run --check-config (exit 3)' \
   sed -i 's/^  #pool_size: 4/  pool_size: 0/' config/server-upstream.yaml
-refused "an agent config whose server_address is no Service" "is not the clusterIP:port of a Service" \
+refused "an agent config whose server_address names no Service" "there is no Service sigil/sigil-servr" \
+  sed -i 's/^server_address: .*/server_address: sigil-servr.sigil.svc:8081/' config/agent.yaml
+refused "an agent config naming the Service in another namespace" "there is no Service sigil-agent/sigil-server" \
+  sed -i 's/^server_address: .*/server_address: sigil-server.sigil-agent.svc.cluster.local:8081/' config/agent.yaml
+refused "an agent config with a port the Service does not have" "Service sigil/sigil-server has no port 8082" \
+  sed -i 's/^server_address: .*/server_address: sigil-server.sigil.svc:8082/' config/agent.yaml
+refused "an agent config naming a bare host" "is not <service>.<namespace>.svc:<port>" \
+  sed -i 's/^server_address: .*/server_address: sigil-server:8081/' config/agent.yaml
+refused "an agent config with an address that is no Service's clusterIP" "is not the clusterIP:port of a Service" \
   sed -i 's/^server_address: .*/server_address: 10.96.100.82:8081/' config/agent.yaml
 refused "a duplicate YAML key" "YAML: Map keys must be unique" \
   sed -i 's/^  serviceName: sigil-server-pods$/  serviceName: sigil-server-pods\n  serviceName: x/' server-upstream.yaml
