@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -170,10 +171,82 @@ sigil_attest_hash_cache_hits(void)
     return n;
 }
 
-/* Hashes the caller's executable, or leaves sha256 out (logged) over the limit. */
-static int
-add_sha256(const struct sigil_attest_opts *o, pid_t pid, struct sigil_selector_set *set)
+/* ---- saying why path or sha256 selectors are missing ----
+ * Reading another uid's /proc/<pid>/exe needs CAP_SYS_PTRACE (the link) and, for an
+ * executable the agent may not read (0711), CAP_DAC_READ_SEARCH (the content). Without them
+ * the selectors are left out and the caller is likely denied: a warning says so, at most once
+ * a minute per uid (a busy workload must not flood the log). */
+
+#define DENIED_SLOTS 64
+#define DENIED_EVERY_S 60
+
+static struct {
+    uid_t uid;
+    time_t at; /* CLOCK_MONOTONIC seconds of the last warning, 0: free */
+} denied[DENIED_SLOTS];
+static pthread_mutex_t denied_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* True if a warning for uid is due now (and records it). */
+static bool
+denied_due(uid_t uid)
 {
+    struct timespec ts;
+    size_t i, oldest = 0;
+    bool due = true;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    if (ts.tv_sec < 1)
+        ts.tv_sec = 1;
+    pthread_mutex_lock(&denied_lock);
+    for (i = 0; i < DENIED_SLOTS; i++) {
+        if (denied[i].at != 0 && denied[i].uid == uid)
+            break;
+        if (denied[i].at < denied[oldest].at)
+            oldest = i;
+    }
+    if (i < DENIED_SLOTS) {
+        due = ts.tv_sec - denied[i].at >= DENIED_EVERY_S;
+        if (due)
+            denied[i].at = ts.tv_sec;
+    } else {
+        denied[oldest].uid = uid;
+        denied[oldest].at = ts.tv_sec;
+    }
+    pthread_mutex_unlock(&denied_lock);
+    return due;
+}
+
+/* Logs that /proc/<pid>/exe could not be read (err: EACCES or EPERM) and what is missing. */
+static void
+warn_exe_denied(const struct sigil_attest_proc *p, int err, bool link)
+{
+    char pid[24], uid[24];
+
+    if (!denied_due(p->uid))
+        return;
+    snprintf(pid, sizeof pid, "%ld", (long)p->pid);
+    snprintf(uid, sizeof uid, "%lu", (unsigned long)p->uid);
+    if (link)
+        sigil_log_kv(SIGIL_LOG_WARN, "attest",
+                     "cannot read the caller's /proc/<pid>/exe: no unix:path or unix:sha256 "
+                     "selector (entries that need them will not match)",
+                     "pid", pid, "uid", uid, "error", strerror(err), "missing_capability",
+                     "CAP_SYS_PTRACE", NULL);
+    else
+        sigil_log_kv(SIGIL_LOG_WARN, "attest",
+                     "cannot read the caller's executable: no unix:sha256 selector (entries "
+                     "that need it will not match)",
+                     "pid", pid, "uid", uid, "error", strerror(err), "missing_capability",
+                     "CAP_DAC_READ_SEARCH", NULL);
+}
+
+/* Hashes the caller's executable, or leaves sha256 out (logged) over the limit or when the
+ * agent may not read it. */
+static int
+add_sha256(const struct sigil_attest_opts *o, const struct sigil_attest_proc *p,
+           struct sigil_selector_set *set, bool warned)
+{
+    pid_t pid = p->pid;
     static const char hexd[] = "0123456789abcdef";
     unsigned char md[EVP_MAX_MD_SIZE], *chunk = NULL;
     char path[64], hex[2 * 32 + 8] = "sha256:";
@@ -185,8 +258,13 @@ add_sha256(const struct sigil_attest_opts *o, pid_t pid, struct sigil_selector_s
     int fd, r = SIGIL_ERR_IO;
 
     snprintf(path, sizeof path, "/proc/%ld/exe", (long)pid);
-    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-        return errno == ENOENT || errno == ESRCH ? SIGIL_ERR_IO : 0;
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+        if (errno == ENOENT || errno == ESRCH)
+            return SIGIL_ERR_IO;
+        if ((errno == EACCES || errno == EPERM) && !warned)
+            warn_exe_denied(p, errno, false);
+        return 0;
+    }
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         r = 0; /* nothing to hash */
         goto out;
@@ -303,6 +381,7 @@ unix_collect(const struct sigil_attest_opts *o, const struct sigil_attest_proc *
     gid_t gids[GROUPS_MAX];
     size_t len;
     ssize_t k;
+    bool warned = false;
     int r, n, i;
 
     {
@@ -360,8 +439,11 @@ unix_collect(const struct sigil_attest_opts *o, const struct sigil_attest_proc *
             if ((r = sigil_attest_add(out, "unix", exe)) != 0)
                 goto out;
         }
+    } else if (k < 0 && (errno == EACCES || errno == EPERM)) {
+        warn_exe_denied(p, errno, true);
+        warned = true;
     }
-    if (!o->no_sha256 && (r = add_sha256(o, p->pid, out)) != 0) {
+    if (!o->no_sha256 && (r = add_sha256(o, p, out, warned)) != 0) {
         *why = "cannot hash the caller's executable";
         goto out;
     }

@@ -27,10 +27,16 @@ if ! until_ok 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$NODE_PORT"; then
   finish
 fi
 attested() { grep -q "node attested" "$1"; }
-agent_stop() {
+agent_stop() { # LOG: the agent stops on SIGTERM with status 0 (under ASan: nothing leaked)
+  local rc=0
   kill -TERM "$AGENT_PID" 2>/dev/null
-  wait "$AGENT_PID" 2>/dev/null
+  wait "$AGENT_PID" 2>/dev/null || rc=$?
   AGENT_PID=
+  if [ "$rc" = 0 ]; then
+    ok "... and stops on SIGTERM with status 0"
+  else
+    notok "... and stops on SIGTERM with status $rc: $(grep -m3 -E 'Sanitizer|ERROR' "$1")"
+  fi
 }
 # agent_config ADDR DIR: a config in DIR (its own data dir and socket)
 agent_config() {
@@ -48,7 +54,7 @@ AGENT_PID=$!
 check "the agent dialing localhost:$NODE_PORT attests" until_ok 20 attested "$TMP/a1/agent.log" ||
   sed 's/^/#   /' "$TMP/a1/agent.log" | tail -5
 check "... and its Workload API answers" "$AGENT" healthcheck --socket "$TMP/a1/api.sock"
-agent_stop
+agent_stop "$TMP/a1/agent.log"
 
 # 2. a name that does not resolve: said, retried, the agent keeps running
 agent_config "nonexistent.invalid:$NODE_PORT" "$TMP/a2"
@@ -64,7 +70,7 @@ fi
 check "... and tries again on its backoff (3 attempts logged)" until_ok 10 unresolved 3
 check "... still running, serving its Workload API" "$AGENT" healthcheck --socket "$TMP/a2/api.sock"
 check "... and never attested" bash -c "! grep -q 'node attested' '$TMP/a2/agent.log'"
-agent_stop
+agent_stop "$TMP/a2/agent.log"
 
 # 3. a made-up name in a hosts file of the agent's own mount namespace
 printf '::1 %s\n127.0.0.1 %s\n127.0.0.1 localhost\n' "$NAME" "$NAME" >"$TMP/hosts"
@@ -92,5 +98,5 @@ else
   notok "the agent dialing $NAME:$NODE_PORT did not attest: $(tail -3 "$TMP/a3/agent.log")"
 fi
 check "... and its Workload API answers" "$AGENT" healthcheck --socket "$TMP/a3/api.sock"
-agent_stop
+agent_stop "$TMP/a3/agent.log"
 finish

@@ -10,7 +10,9 @@
 #   gets its X.509-SVID (entry: unix:uid, unix:path, unix:sha256). Restarted without any one
 #   of the three capabilities, or with none, the agent denies that workload (fails closed)
 #   while a control workload of the agent's own uid still gets its SVID (so the entries were
-#   synced and only the capability is missing).
+#   synced and only the capability is missing). Without CAP_SYS_PTRACE or CAP_DAC_READ_SEARCH
+#   the agent logs a warning naming the pid, the uid and the capability it lacks to read the
+#   caller's executable, once for two requests (rate-limited per uid); with them, none.
 # Needs root (to switch uids); otherwise says so and skips.
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -126,11 +128,14 @@ else
   notok "with the unit's capabilities, the workload of uid $WL_UID gets no SVID: $(fetch_as "$WL_UID" "$TMP/wl/workload" 2>&1 | head -3)"
   sed 's/^/#   /' "$TMP/agent.log" | tail -5
 fi
+n=$(grep -c "missing_capability=" "$TMP/agent.log")
+[ "$n" = 0 ] && ok "with the unit's capabilities, no missing-capability warning" ||
+  notok "with the unit's capabilities, $n missing-capability warnings: $(grep -m2 missing_capability "$TMP/agent.log")"
 agent_stop
 
 denied_without() { # capabilities kept, what is missing
-  local kept=$1 what=$2 out rc=0
-  : >"$TMP/agent.log.part"
+  local kept=$1 what=$2 out rc=0 start n
+  start=$(stat -c %s "$TMP/agent.log")
   agent_start "$kept"
   if ! until_ok 30 gets "$AGENT_UID" "$TMP/wl/control" "$CTL_ID"; then
     notok "without $what: the control workload gets no SVID (cannot conclude)"
@@ -143,6 +148,20 @@ denied_without() { # capabilities kept, what is missing
   else
     notok "without $what: the workload of uid $WL_UID was served: $out"
   fi
+  case $what in
+  CAP_SYS_PTRACE | CAP_DAC_READ_SEARCH)
+    # the agent says why: which capability it lacks to read the caller's executable, once a
+    # minute per uid however often the workload asks
+    fetch_as "$WL_UID" "$TMP/wl/workload" >/dev/null 2>&1
+    n=$(tail -c +$((start + 1)) "$TMP/agent.log" |
+      grep -c "WARN.*pid=[0-9][0-9]*.*uid=$WL_UID.*missing_capability=$what")
+    if [ "$n" = 1 ]; then
+      ok "without $what: one warning for two requests names pid, uid $WL_UID and $what"
+    else
+      notok "without $what: $n warnings naming $what for uid $WL_UID (want 1): $(tail -c +$((start + 1)) "$TMP/agent.log" | grep "uid=$WL_UID" | head -3)"
+    fi
+    ;;
+  esac
   agent_stop
 }
 for c in $CAPS; do
