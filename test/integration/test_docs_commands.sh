@@ -69,23 +69,30 @@ n=0
 for f in $files; do
   [ -f "$f" ] || { notok "$f: no such file in the clone (not committed?)"; continue; }
   awk -v file="$f" -v dir="$TMP/b" -v start="$n" '
+    # a body line without the indentation of its fence (a block inside a list item)
+    function body(   l, k) {
+      l = $0
+      for (k = 0; k < ind && substr(l, 1, 1) ~ /[ \t]/; k++) l = substr(l, 2)
+      return l
+    }
     BEGIN { n = start; open = 0 }
     {
-      if (!open && $0 ~ /^ ? ? ?```/) {
-        fence = $0; sub(/^[ ]*/, "", fence); match(fence, /^`+/); flen = RLENGTH
+      if (!open && $0 ~ /^[ \t]*```/) { # any indentation: a block in a list item runs too
+        fence = $0; match(fence, /^[ \t]*/); ind = RLENGTH
+        sub(/^[ \t]*/, "", fence); match(fence, /^`+/); flen = RLENGTH
         tag = substr(fence, flen + 1); sub(/[ \t].*$/, "", tag)
         reason = ""
-        if (prev ~ /^<!-- *norun: *.*-->[ \t]*$/) {
-          reason = prev; sub(/^<!-- *norun: */, "", reason); sub(/ *-->[ \t]*$/, "", reason)
+        if (prev ~ /^[ \t]*<!-- *norun: *.*-->[ \t]*$/) {
+          reason = prev; sub(/^[ \t]*<!-- *norun: */, "", reason); sub(/ *-->[ \t]*$/, "", reason)
           if (reason == "") reason = "(no reason given)"
         }
         n++; open = 1; out = dir "/" n; printf "" >out
         printf "%s\t%d\t%s\t%s\n", file, NR, tag, reason
-      } else if (open && $0 ~ /^ ? ? ?`+[ \t]*$/) {
+      } else if (open && $0 ~ /^[ \t]*`+[ \t]*$/) {
         close_f = $0; gsub(/[ \t]/, "", close_f)
-        if (length(close_f) >= flen) { open = 0; close(out) } else print >>out
+        if (length(close_f) >= flen) { open = 0; close(out) } else print body() >>out
       } else if (open) {
-        print >>out
+        print body() >>out
       }
       prev = $0
     }
