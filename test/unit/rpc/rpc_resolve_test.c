@@ -2,6 +2,7 @@
  * "localhost" and to a made-up name that getaddrinfo resolves (a hosts file bind-mounted over
  * /etc/hosts in a mount namespace of this process only), each address tried in turn, the
  * server checked by its SPIFFE ID through a verify hook as the agent does (not by the name),
+ * an address that does not answer given up at its share of the call's deadline,
  * a name that does not resolve failing fast with the host in the message, and dials cancelled
  * or the client freed while the lookup runs (ASan sees any leak). */
 #include <setjmp.h>
@@ -336,6 +337,43 @@ test_made_up_name(void **state)
     assert_non_null(strstr(r.msg, "not the expected server"));
 }
 
+/* ::1 at the server's port accepts no connection (a listener with a full backlog: the SYN is
+ * dropped and the connect hangs); the attempt's limit, half of the 3 s deadline for the first
+ * of two addresses, moves on to 127.0.0.1 in time. Without the limit the call would meet its
+ * deadline still connecting. */
+static void
+test_attempt_timeout(void **state)
+{
+    struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    struct result r;
+    int lfd, filler;
+
+    (void)state;
+    if (hosts_why[0] != '\0') {
+        print_message("skipped: %s\n", hosts_why);
+        skip();
+    }
+    sin6.sin6_port = htons((uint16_t)T.port);
+    assert_true((lfd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0)) >= 0);
+    assert_true((filler = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0)) >= 0);
+    if (bind(lfd, (struct sockaddr *)&sin6, sizeof sin6) != 0) {
+        print_message("skipped: cannot bind [::1]:%d: %s\n", T.port, strerror(errno));
+        close(lfd);
+        close(filler);
+        skip();
+    }
+    assert_int_equal(listen(lfd, 0), 0);
+    assert_int_equal(connect(filler, (struct sockaddr *)&sin6, sizeof sin6), 0);
+    client(NAME, "spiffe://example.org/server");
+    call(3000, &r);
+    close(filler);
+    close(lfd);
+    if (r.code != SIGIL_RPC_OK)
+        fail_msg("%d %s after %llu ms", r.code, r.msg, (unsigned long long)r.ms);
+    print_message("[::1] hanging, then 127.0.0.1: OK after %llu ms\n", (unsigned long long)r.ms);
+    assert_true(r.ms >= 1400 && r.ms < 3000);
+}
+
 static void
 test_unresolvable(void **state)
 {
@@ -495,6 +533,7 @@ main(void)
         cmocka_unit_test(test_parse),
         cmocka_unit_test_setup_teardown(test_localhost, setup, teardown),
         cmocka_unit_test_setup_teardown(test_made_up_name, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_attempt_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unresolvable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_names_host, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel_during_resolution, setup, teardown),
