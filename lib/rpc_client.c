@@ -963,6 +963,7 @@ parse_target(struct sigil_rpc_client *cli, const char *t, const char **why)
 {
     static _Thread_local char msg[160];
     const char *w = NULL;
+    size_t hl;
 
     if (strncmp(t, "unix:", 5) == 0) {
         const char *p = strncmp(t, "unix://", 7) == 0 ? t + 7 : t + 5;
@@ -990,8 +991,12 @@ parse_target(struct sigil_rpc_client *cli, const char *t, const char **why)
         *why = "rpc: the target's IP address is not usable";
         return SIGIL_ERR_INVALID;
     }
+    /* the name for SNI and certificate checks has no final dot (RFC 6066) */
+    hl = strlen(cli->hp.host);
+    if (hl > 1 && cli->hp.host[hl - 1] == '.')
+        hl--;
     if ((cli->authority = strdup(t)) == NULL ||
-        (cli->server_name == NULL && (cli->server_name = strdup(cli->hp.host)) == NULL))
+        (cli->server_name == NULL && (cli->server_name = strndup(cli->hp.host, hl)) == NULL))
         return SIGIL_ERR_NOMEM;
     return 0;
 }

@@ -337,6 +337,40 @@ test_made_up_name(void **state)
     assert_non_null(strstr(r.msg, "not the expected server"));
 }
 
+/* "localhost.:PORT" (the hosts file has the dotted name): the name checked against the
+ * certificate (DNS SAN "localhost", CAs and no hook) has no final dot; given with one, the
+ * check fails. */
+static void
+test_final_dot(void **state)
+{
+    struct sigil_tls_opts co = {.ca_certs = K.roots};
+    struct sigil_rpc_client_opts o = {0};
+    struct sigil_tls_ctx *cctx;
+    char target[64];
+    const char *why = NULL;
+    struct result r;
+
+    (void)state;
+    if (hosts_why[0] != '\0') {
+        print_message("skipped: %s\n", hosts_why);
+        skip();
+    }
+    snprintf(target, sizeof target, "localhost.:%d", T.port);
+    assert_int_equal(sigil_tls_ctx_new_client(&co, &cctx, &why), 0);
+    o.target = target;
+    o.tls = cctx;
+    assert_int_equal(sigil_rpc_client_new(&T.loop, &o, &T.cli, &why), 0);
+    call(5000, &r);
+    if (r.code != SIGIL_RPC_OK)
+        fail_msg("%s: %d %s", target, r.code, r.msg);
+    sigil_rpc_client_free(T.cli);
+    o.server_name = "localhost.";
+    assert_int_equal(sigil_rpc_client_new(&T.loop, &o, &T.cli, &why), 0);
+    sigil_tls_ctx_free(cctx);
+    call(5000, &r);
+    assert_int_equal(r.code, SIGIL_RPC_UNAVAILABLE);
+}
+
 /* ::1 at the server's port accepts no connection (a listener with a full backlog: the SYN is
  * dropped and the connect hangs); the attempt's limit, half of the 3 s deadline for the first
  * of two addresses, moves on to 127.0.0.1 in time. Without the limit the call would meet its
@@ -494,7 +528,8 @@ write_file(const char *path, const char *text)
 static void
 hosts_setup(void)
 {
-    const char *text = "::1 " NAME "\n127.0.0.1 " NAME "\n127.0.0.1 localhost\n";
+    const char *text = "::1 " NAME "\n127.0.0.1 " NAME "\n127.0.0.1 localhost\n"
+                       "127.0.0.1 localhost.\n";
     char map[64];
     uid_t uid = getuid();
     gid_t gid = getgid();
@@ -533,6 +568,7 @@ main(void)
         cmocka_unit_test(test_parse),
         cmocka_unit_test_setup_teardown(test_localhost, setup, teardown),
         cmocka_unit_test_setup_teardown(test_made_up_name, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_final_dot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attempt_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unresolvable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_names_host, setup, teardown),
