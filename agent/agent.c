@@ -792,12 +792,21 @@ sync_on_message(struct sigil_rpc_ccall *call, void *ud, const uint8_t *msg, size
         entry_remove(a, resp->removed_ids[i]);
     if (resp->last) {
         if (a->in_full) {
+            size_t dropped = 0;
+
+            /* a full state (the server could not answer from our revision): what it did not
+             * send again is gone */
             for (i = a->nents; i-- > 0;)
                 if (!a->ents[i].seen) {
                     (void)sigil_cache_remove_entry(a->cache, a->ents[i].id);
                     ent_remove_at(a, i);
+                    dropped++;
                 }
             a->in_full = false;
+            if (dropped > 0)
+                sigil_log(SIGIL_LOG_INFO, COMP,
+                          "full entry resync: dropped %zu entries the server no longer sends",
+                          dropped);
         }
         a->revision = resp->revision;
         sigil_log(SIGIL_LOG_DEBUG, COMP, "entries synced to revision %llu (%zu entries)",

@@ -33,6 +33,9 @@
 #define GRACE_MS 1000
 #define AGENT_BUCKETS 4096
 #define BATCH_CHUNK_MIN 16 /* CSRs per thread-pool job at least: fewer cost more than they gain */
+/* Entry ids remembered over all agents for SyncEntries from a revision (about 48 bytes each):
+ * past this, an agent's next sync is a full one. */
+#define SYNC_REMEMBER_MAX 1000000
 
 enum method {
     M_RENEW,
@@ -65,6 +68,9 @@ struct ncall {
     struct ncall *next, *prev;
     bool open;
     struct sigil_index_authset auth; /* SyncEntries: what the agent was last sent */
+    int64_t sent_rev;                /* ... the revision of that batch */
+    bool synced;                     /* ... a batch went out (or the call began from one) */
+    bool ambiguous; /* ... sent_rev names two states: never start a delta from it */
     uint32_t page_size;
     uint64_t bundle_seq_sent; /* StreamBundles: the feed generation last sent */
 };
@@ -95,6 +101,7 @@ struct sigil_nodeapi {
     struct ncall *streams;
     struct agent_node **agents; /* AGENT_BUCKETS chains: every attested agent */
     int jobs;                   /* database jobs in flight that refer to n */
+    size_t remembered;          /* items of every agent_node.sent */
     bool stopping, rpc_down;
     void (*done)(void *);
     void *done_arg;
@@ -126,6 +133,10 @@ struct agent_node {
     char new_serial[41]; /* "" without a pending renewal */
     bool banned;
     struct sigil_selector_set sel;
+    /* SyncEntries: what the agent's last stream had sent it (at sent_rev; 0: nothing known),
+     * so that a new call from that revision gets only what changed */
+    struct sigil_index_authset sent;
+    int64_t sent_rev;
 };
 
 static size_t
@@ -148,8 +159,17 @@ agent_find(struct sigil_nodeapi *n, const char *id)
 }
 
 static void
-agent_node_free(struct agent_node *a)
+agent_forget_sent(struct sigil_nodeapi *n, struct agent_node *a)
 {
+    n->remembered -= a->sent.count;
+    sigil_index_authset_free(&a->sent);
+    a->sent_rev = 0;
+}
+
+static void
+agent_node_free(struct sigil_nodeapi *n, struct agent_node *a)
+{
+    agent_forget_sent(n, a);
     free(a->id);
     sigil_selector_set_free(&a->sel);
     free(a);
@@ -163,7 +183,7 @@ agent_remove(struct sigil_nodeapi *n, const char *id)
 
         if (strcmp(a->id, id) == 0) {
             *pp = a->next;
-            agent_node_free(a);
+            agent_node_free(n, a);
             return;
         }
     }
@@ -177,7 +197,7 @@ agents_clear(struct sigil_nodeapi *n)
             struct agent_node *a = n->agents[b];
 
             n->agents[b] = a->next;
-            agent_node_free(a);
+            agent_node_free(n, a);
         }
 }
 
@@ -185,14 +205,20 @@ agents_clear(struct sigil_nodeapi *n)
 static int
 agent_put(struct sigil_nodeapi *n, const struct sigil_store_agent *r)
 {
-    struct agent_node *a = calloc(1, sizeof *a);
+    struct agent_node *a = calloc(1, sizeof *a), *old;
     size_t b;
 
     if (a == NULL || (a->id = strdup(r->spiffe_id)) == NULL ||
         sigil_selector_set_copy(&a->sel, &r->selectors) != 0) {
         if (a != NULL)
-            agent_node_free(a);
+            agent_node_free(n, a);
         return SIGIL_ERR_NOMEM;
+    }
+    if ((old = agent_find(n, r->spiffe_id)) != NULL) { /* what it was sent stays known */
+        a->sent = old->sent;
+        a->sent_rev = old->sent_rev;
+        old->sent = (struct sigil_index_authset){0};
+        old->sent_rev = 0;
     }
     snprintf(a->serial, sizeof a->serial, "%s", r->serial ? r->serial : "");
     snprintf(a->new_serial, sizeof a->new_serial, "%s", r->new_serial ? r->new_serial : "");
@@ -1088,9 +1114,12 @@ stream_unlink(struct ncall *c)
     c->open = false;
 }
 
+static void sync_remember(struct ncall *c);
+
 static void
 ncall_free(struct ncall *c)
 {
+    sync_remember(c);
     stream_unlink(c);
     free(c->req);
     sigil_store_agent_free(&c->agent);
@@ -1811,13 +1840,23 @@ out:
     return r;
 }
 
-/* Sends upserted then removed in pages of the stream's page size; the last page says so. */
+/* Sends upserted then removed in pages of the stream's page size; the last page says so. The
+ * batch moves the agent to the index's revision; a batch that changes something without the
+ * revision moving (an expiry, the agent's own selectors) makes that revision ambiguous. */
 static int
 send_sync(struct ncall *c, const struct sigil_index_auth_item *up, size_t nup,
           const struct sigil_index_auth_item *rm, size_t nrm, bool full)
 {
     size_t ps = c->page_size, i = 0, j = 0;
+    int64_t rev = sigil_index_revision(c->n->ix);
     int r;
+
+    if (rev != c->sent_rev || !c->synced)
+        c->ambiguous = false;
+    else if (full || nup > 0 || nrm > 0)
+        c->ambiguous = true;
+    c->sent_rev = rev;
+    c->synced = true;
 
     do {
         size_t a = nup - i < ps ? nup - i : ps;
@@ -1833,11 +1872,36 @@ send_sync(struct ncall *c, const struct sigil_index_auth_item *up, size_t nup,
     return 0;
 }
 
+/* When a SyncEntries stream ends: the agent keeps what it was sent, at sent_rev; so do we, for
+ * its next call from that revision. Nothing is kept past SYNC_REMEMBER_MAX. */
+static void
+sync_remember(struct ncall *c)
+{
+    struct sigil_nodeapi *n = c->n;
+    struct agent_node *a;
+
+    if (c->method != M_SYNC || !c->synced || c->ambiguous || c->sent_rev <= 0 || n->stopping ||
+        (a = agent_find(n, c->agent_id)) == NULL)
+        return;
+    agent_forget_sent(n, a);
+    if (n->remembered + c->auth.count > SYNC_REMEMBER_MAX)
+        return;
+    a->sent = c->auth;
+    a->sent_rev = c->sent_rev;
+    c->auth = (struct sigil_index_authset){0};
+    n->remembered += a->sent.count;
+}
+
 static void
 do_sync(struct ncall *c)
 {
+    struct sigil_nodeapi *n = c->n;
     Sigil__Node__V1__SyncEntriesRequest *req =
         sigil__node__v1__sync_entries_request__unpack(NULL, c->req_len, c->req);
+    struct sigil_index_diff d = {0};
+    struct agent_node *a;
+    uint64_t since;
+    int r;
 
     if (req == NULL) {
         ncall_finish(c, SIGIL_RPC_INVALID_ARGUMENT, "malformed SyncEntriesRequest");
@@ -1846,14 +1910,34 @@ do_sync(struct ncall *c)
     c->page_size = req->page_size == 0                       ? SIGIL_NODEAPI_PAGE_DEFAULT
                    : req->page_size > SIGIL_NODEAPI_PAGE_MAX ? SIGIL_NODEAPI_PAGE_MAX
                                                              : req->page_size;
+    since = req->since_revision;
     sigil__node__v1__sync_entries_request__free_unpacked(req, NULL);
-    /* The first answer is always the full set: we keep no history per agent, and an agent
-     * at an old revision may have missed removals. Later changes come as deltas. */
     if (authorize(c, &c->auth) != 0) {
         ncall_finish(c, SIGIL_RPC_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
-    if (send_sync(c, c->auth.items, c->auth.count, NULL, 0, true) != 0) {
+    /* From a revision, only what changed since: when this agent's last stream ended having
+     * sent it exactly that revision, the set it was sent then, diffed with the set now, is
+     * what changed for it (entries, their ancestors, its selectors, expiries alike). Anything
+     * else (0, a revision we never sent it or not last, one from the future, a restarted or
+     * other server) gets the full state, full=true: the agent drops what it is not sent. */
+    a = agent_find(n, c->agent_id);
+    if (since > 0 && a != NULL && a->sent_rev > 0 && (uint64_t)a->sent_rev == since &&
+        a->sent_rev <= sigil_index_revision(n->ix)) {
+        if (sigil_index_authset_diff(&a->sent, &c->auth, &d) != 0) {
+            ncall_finish(c, SIGIL_RPC_RESOURCE_EXHAUSTED, "out of memory");
+            return;
+        }
+        c->sent_rev = a->sent_rev;
+        c->synced = true; /* the agent is at sent_rev with a->sent */
+        r = send_sync(c, d.upserted, d.n_upserted, d.removed, d.n_removed, false);
+        sigil_index_diff_free(&d);
+    } else {
+        r = send_sync(c, c->auth.items, c->auth.count, NULL, 0, true);
+    }
+    if (a != NULL) /* this stream remembers its own when it ends */
+        agent_forget_sent(n, a);
+    if (r != 0) {
         ncall_finish(c, SIGIL_RPC_RESOURCE_EXHAUSTED, "cannot queue the entries");
         return;
     }

@@ -187,6 +187,33 @@ else
   notok "a new entry arrives on the open stream (nothing arrived)"
 fi
 
+# --- SyncEntries from a revision: a reconnect gets what changed since, not the 26 entries
+R1=$(sed -nE 's/^page revision=([0-9]+).*/\1/p' "$TMP/sync.out" | tail -n 1)
+check "the pushed page carries a revision" test -n "$R1"
+EA=$(mkentry "spiffe://$TD/prod/onprem/payments/after" "$A1")
+signable() { cl a1 sign "$1" "$TMP/after.pem" >/dev/null 2>&1; }
+until_ok 10 signable "$EA" # the index has it
+cl a1 sync 500 - 10 "$R1" >"$TMP/since1.out" 2>&1
+check "a reconnect from the last revision after one change among 27 sends that one entry" \
+  grep -q "^pages=1 entries=1 full=0 .* removed=0$" "$TMP/since1.out"
+R2=$(sed -nE 's/^pages=.* revision=([0-9]+) .*/\1/p' "$TMP/since1.out")
+"$SRV" entry delete --id "$EA" >/dev/null 2>&1
+gone() { ! signable "$EA"; }
+until_ok 10 gone
+cl a1 sync 500 - 10 "$R2" >"$TMP/since2.out" 2>&1
+check "... a deletion since then comes as the one removed id" \
+  grep -q "^pages=1 entries=0 full=0 .* removed=1$" "$TMP/since2.out"
+check "... naming the deleted entry" grep -q "^removed_id=$EA$" "$TMP/since2.out"
+R3=$(sed -nE 's/^pages=.* revision=([0-9]+) .*/\1/p' "$TMP/since2.out")
+cl a1 sync 500 - 10 "$R3" >"$TMP/since3.out" 2>&1
+check "... nothing changed: an empty delta at the same revision" \
+  grep -q "^pages=1 entries=0 full=0 revision=$R3 removed=0$" "$TMP/since3.out"
+cl a1 sync 500 - 10 "$R1" >"$TMP/since4.out" 2>&1
+check "a revision the server did not send last gets the full state (full=1)" \
+  grep -q "^pages=1 entries=26 full=1 " "$TMP/since4.out"
+cl a1 sync 500 - 10 $((R3 + 1000)) >"$TMP/since5.out" 2>&1
+check "... so does a revision from the future" grep -q "^pages=1 entries=26 full=1 " "$TMP/since5.out"
+
 # --- renewal, ban, evict
 cl a1 renew >"$TMP/renew.out" 2>&1
 check "RenewAgent gives a new agent SVID" grep -q "^spiffe_id=$A1$" "$TMP/renew.out"
@@ -212,6 +239,12 @@ cl p1 attest x509pop "$TMP/node1.pem" "$TMP/node1.key" >"$TMP/p1b.out" 2>&1
 cl p1 sign "$E2" "$TMP/db3.pem" >"$TMP/p1sign.out" 2>&1
 check "... and after attesting again it signs" grep -q "^spiffe_id=spiffe://$TD/prod/onprem/payments/db$" "$TMP/p1sign.out"
 
+# p1's last batch, to ask for after the restart below
+cl p1 sync 500 - 10 >"$TMP/p1sync.out" 2>&1
+RP=$(sed -nE 's/^pages=.* revision=([0-9]+) .*/\1/p' "$TMP/p1sync.out")
+cl p1 sync 500 - 10 "$RP" >"$TMP/p1sync1.out" 2>&1
+check "p1 from its last revision: an empty delta" grep -q "^pages=1 entries=0 full=0 revision=$RP " "$TMP/p1sync1.out"
+
 # --- metrics
 curl -s --unix-socket "$ADMIN" http://localhost/metrics >"$TMP/metrics" 2>/dev/null
 check "metrics: attestations by type and result" grep -q 'sigil_node_attestations_total{type="x509pop",result="ok"} 2' "$TMP/metrics"
@@ -232,6 +265,9 @@ until_ok 30 "$SRV" healthcheck --admin-socket "$ADMIN"
 until_ok 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$PORT"
 cl p1 sign "$E2" "$TMP/db4.pem" >"$TMP/restart.out" 2>&1
 check "after a restart the agent signs with its SVID (agents and entries loaded)" grep -q "^spiffe_id=spiffe://$TD/prod/onprem/payments/db$" "$TMP/restart.out"
+cl p1 sync 500 - 10 "$RP" >"$TMP/p1sync2.out" 2>&1
+check "a restarted server knows nothing it sent: the full state from any revision (full=1)" \
+  grep -q "^pages=1 entries=1 full=1 " "$TMP/p1sync2.out"
 cl a1 sign "$E1" "$TMP/web4.pem" >"$TMP/restart2.out" 2>&1
 check "... and the banned agent stays banned" grep -q "error PERMISSION_DENIED: agent is banned" "$TMP/restart2.out"
 kill -TERM "$SRV_PID"
@@ -240,7 +276,7 @@ rc=$?
 SRV_PID=
 check "the server stops cleanly again (exit 0)" test "$rc" = 0
 if [ "$failed" != 0 ]; then
-  echo "# entry create:"; head -5 "$TMP/mkentry.log" | sed "s/^/# /"
+  echo "# entry create (first and last lines):"; head -5 "$TMP/mkentry.log" | sed "s/^/# /"; tail -5 "$TMP/mkentry.log" | sed "s/^/# /"
   echo "# server log:"
   tail -40 "$TMP/server.log" | sed 's/^/# /'
 fi

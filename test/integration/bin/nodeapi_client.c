@@ -3,7 +3,9 @@
  * attest join_token TOKEN | attest x509pop CERT.pem KEY.pem [bad]: attests, keeps the agent
  * SVID and key in STATE_DIR (agent.pem, agent.key) and prints spiffe_id=...; renew; sign
  * ENTRY_ID OUT.pem; jwt ENTRY_ID AUDIENCE; bundles; sync PAGE_SIZE WANT_SPIFFE_ID TIMEOUT_S
- * (prints the first batch, "ready", then arrived_ns=<wall clock> when WANT arrives);
+ * [SINCE_REVISION] (prints the first batch's counts and removed ids, "ready", then a line per
+ * later page and arrived_ns=<wall clock> when WANT arrives; WANT "-" ends after the first
+ * batch);
  * validate TOKEN AUDIENCE (offline, against the bundle.json an attestation saved).
  * An error status prints "error CODE: message" and exits 1; a refused batch item exits 2. */
 #include <signal.h>
@@ -47,7 +49,7 @@ struct client {
     bool pop_bad;
     struct sigil_buf csr;
     const char *want;
-    size_t pages, entries;
+    size_t pages, entries, removed;
     bool first_done;
     uv_timer_t timer;
 };
@@ -391,13 +393,20 @@ sync_msg(struct sigil_rpc_ccall *call, void *ud, const uint8_t *msg, size_t len)
     if (!c->first_done) {
         c->pages++;
         c->entries += r->n_entries;
+        c->removed += r->n_removed_ids;
+        for (size_t i = 0; i < r->n_removed_ids; i++)
+            printf("removed_id=%s\n", r->removed_ids[i]);
         if (r->last) {
             c->first_done = true;
-            printf("pages=%zu entries=%zu full=%d revision=%llu\nready\n", c->pages, c->entries,
-                   r->full, (unsigned long long)r->revision);
+            printf("pages=%zu entries=%zu full=%d revision=%llu removed=%zu\nready\n", c->pages,
+                   c->entries, r->full, (unsigned long long)r->revision, c->removed);
             fflush(stdout);
+            if (strcmp(c->want, "-") == 0)
+                sigil_rpc_ccall_cancel(call);
         }
     } else {
+        printf("page revision=%llu entries=%zu removed=%zu full=%d last=%d\n",
+               (unsigned long long)r->revision, r->n_entries, r->n_removed_ids, r->full, r->last);
         for (size_t i = 0; i < r->n_entries; i++)
             if (strcmp(r->entries[i]->spiffe_id, c->want) == 0) {
                 printf("arrived_ns=%lld full=%d\n",
@@ -530,6 +539,8 @@ main(int argc, char **argv)
         if (sync) {
             sreq.page_size = (uint32_t)atoi(argv[6]);
             c.want = argv[7];
+            if (argc > 9)
+                sreq.since_revision = strtoull(argv[9], NULL, 10);
             uv_timer_start(&c.timer, on_timeout, (uint64_t)atoi(argv[8]) * 1000, 0);
         }
         cbs.on_message = sync ? sync_msg : bundles_msg;

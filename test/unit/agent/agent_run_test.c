@@ -2,7 +2,8 @@
  * on its own thread): attestation with a single-use join token, the workload SVID reaching
  * `api fetch x509`, a JWT-SVID minted once and then cached, rotation at half life, a restart
  * that does not attest again, serving from the cache while the server is down (with the
- * retry log line), catching up from the last revision when it returns, and the ban ending
+ * retry log line), catching up from the last revision when it returns, dropping the entries a
+ * full resync no longer holds (a server that cannot answer from that revision), and the ban ending
  * the agent with exit status 3. The agent and the CLI run as this binary re-executed
  * ("run ..." / "cli ..."), so no file descriptor of the fake server leaks into them. */
 #include <setjmp.h>
@@ -61,6 +62,7 @@ static struct {
     char *bundle_json;
     size_t bundle_len;
     bool two_entries, banned, token_used, evicted;
+    bool lost_e2; /* e2 went while the agent was away and the server cannot say so: full state */
     /* x509pop: the challenge in flight */
     uint8_t nonce[32];
     struct sigil_buf pop_csr;
@@ -286,8 +288,8 @@ send_entries(struct sigil_rpc_call *call)
     e2.id = "e2";
     e2.spiffe_id = "spiffe://example.org/workload/w2";
     r.entries = ents;
-    r.n_entries = fk.two_entries ? 2 : 1;
-    r.revision = fk.two_entries ? 2 : 1;
+    r.n_entries = fk.two_entries && !fk.lost_e2 ? 2 : 1;
+    r.revision = fk.lost_e2 ? 3 : fk.two_entries ? 2 : 1;
     r.full = true;
     r.last = true;
     send_msg(call, &r.base);
@@ -925,6 +927,29 @@ test_run(void **state)
     command(CMD_START);
     assert_true(wait_fetch("spiffe://example.org/workload/w2", 15));
     assert_true(fk.last_since >= 1);
+
+    /* e2 is deleted while the agent is away and the server cannot send a delta from the
+     * agent's revision: its full state (e1 only) makes the agent drop e2 and its SVID */
+    command(CMD_STOP);
+    pthread_mutex_lock(&fk.mu);
+    fk.lost_e2 = true;
+    pthread_mutex_unlock(&fk.mu);
+    command(CMD_START);
+    {
+        bool dropped = false;
+
+        for (i = 0; i < 75 && !dropped; i++) {
+            usleep(200000);
+            dropped = fetch(out, sizeof out) == 0 &&
+                      strstr(out, "spiffe://example.org/workload/w1") != NULL &&
+                      strstr(out, "spiffe://example.org/workload/w2") == NULL;
+        }
+        if (!dropped)
+            fprintf(stderr, "last fetch output: %s\n", out);
+        assert_true(dropped);
+    }
+    assert_int_equal(fk.last_since, 2); /* it asked from the revision it had */
+    assert_true(log_has("full entry resync: dropped 1 entries the server no longer sends"));
 
     /* the agent SVID is renewed at half its life over mTLS, and saved */
     for (i = 0; i < 100 && fk.renews < 1; i++)
