@@ -2,7 +2,8 @@
 # sigil-agent run with x509pop against a real sigil-server and PostgreSQL: the node
 # certificate (issued by a node CA the server trusts) and the nonce challenge attest the
 # agent; evicted (`sigil-server agent evict`), it attests again with the same evidence and
-# goes on serving. One line per check, then "N passed, N failed".
+# goes on serving. The agent dials the server by name (localhost). One line per check, then
+# "N passed, N failed".
 set -uo pipefail
 SRC=${SIGIL_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 BUILD=${SIGIL_BUILD_DIR:-$SRC/build}
@@ -87,7 +88,7 @@ if ! until_ok 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$PORT"; then
 fi
 cat >"$TMP/agent.yaml" <<EOF
 trust_domain: example.org
-server_address: 127.0.0.1:$PORT
+server_address: localhost:$PORT
 trust_bundle_path: $TMP/bootstrap.pem
 data_dir: $TMP/data
 x509pop:
