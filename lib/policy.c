@@ -1174,7 +1174,7 @@ check_models(struct check *c, const struct sigil_selector_set *set)
                        "of one of: ");
             for (size_t k = 0; k < p->n_models; k++)
                 msg_add(c, "%s%s", k ? ", " : "", p->models[k].type);
-            msg_add(c, "; mark node alias entries as such)");
+            msg_add(c, "; a node alias is parented to spiffe://%s/sigil/server)", p->trust_domain);
             msg_end(c);
         }
         return;
@@ -1294,6 +1294,97 @@ check_ttl(struct check *c, const char *rule, const char *field, int64_t v,
     msg_end(c);
 }
 
+/* --- node aliases */
+
+/* The selector types Sigil's node attestors give a node (server/nodeattest_*.c): a node
+ * alias matches only these, a workload never has them. */
+static const char *const node_types[] = {"join_token", "x509pop"};
+
+#define NODE_ALIAS_PATH "/sigil/node/"
+
+static bool
+is_node_type(const struct sigil_selector *sel)
+{
+    for (size_t i = 0; i < sizeof node_types / sizeof node_types[0]; i++) {
+        if (strlen(node_types[i]) == sel->type_len &&
+            memcmp(node_types[i], sel->type, sel->type_len) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Whether id names a node alias: spiffe://<td>/sigil/node/<name>[/...]. */
+static bool
+is_node_alias_id(const struct sigil_policy *p, const struct sigil_spiffeid *id)
+{
+    const char *path = sigil_spiffeid_path(id);
+
+    return sigil_spiffeid_member_of(id, p->trust_domain) &&
+           strncmp(path, NODE_ALIAS_PATH, strlen(NODE_ALIAS_PATH)) == 0 &&
+           path[strlen(NODE_ALIAS_PATH)] != '\0';
+}
+
+/* A node alias: its ID under /sigil/node/ (outside the workload scheme, so it never names a
+ * workload), its selectors all from node attestation. */
+static void
+check_node_alias(struct check *c, const struct sigil_policy_entry *e)
+{
+    const struct sigil_policy *p = c->p;
+
+    if (!sigil_spiffeid_member_of(e->spiffe_id, p->trust_domain)) {
+        check_id(c, e->spiffe_id); /* the trust-domain refusal */
+        return;
+    }
+    if (!is_node_alias_id(p, e->spiffe_id) && msg_begin(c, false, "policy.node_alias.id")) {
+        msg_add(c,
+                "SPIFFE ID policy: node alias %s is not under spiffe://%s" NODE_ALIAS_PATH
+                " (name it spiffe://%s" NODE_ALIAS_PATH "<name>, e.g. spiffe://%s" NODE_ALIAS_PATH
+                "rack-7)",
+                e->spiffe_id->str, p->trust_domain, p->trust_domain, p->trust_domain);
+        msg_end(c);
+    }
+    for (size_t i = 0; i < e->selectors->count; i++) {
+        const struct sigil_selector *sel = &e->selectors->items[i];
+        if (is_node_type(sel) || !msg_begin(c, false, "policy.node_alias.selectors"))
+            continue;
+        msg_add(c,
+                "selector policy: a node alias matches node attestation selectors and %s:%s is "
+                "not one (use join_token: or x509pop: selectors; to match workloads, parent the "
+                "entry to an agent or a node alias instead of spiffe://%s/sigil/server)",
+                sel->type, sel->value, p->trust_domain);
+        msg_end(c);
+        break;
+    }
+}
+
+/* A workload entry: no ID of a node alias, no selector only nodes have. */
+static void
+check_not_node(struct check *c, const struct sigil_policy_entry *e)
+{
+    const struct sigil_policy *p = c->p;
+
+    if (is_node_alias_id(p, e->spiffe_id) && msg_begin(c, false, "policy.id.node_alias")) {
+        msg_add(c,
+                "SPIFFE ID policy: %s is a node alias ID, and a node alias's parent is "
+                "spiffe://%s/sigil/server (give it that parent, or choose an ID outside "
+                "spiffe://%s" NODE_ALIAS_PATH ")",
+                e->spiffe_id->str, p->trust_domain, p->trust_domain);
+        msg_end(c);
+    }
+    for (size_t i = 0; i < e->selectors->count; i++) {
+        const struct sigil_selector *sel = &e->selectors->items[i];
+        if (!is_node_type(sel) || !msg_begin(c, false, "policy.selectors.node_type"))
+            continue;
+        msg_add(c,
+                "selector policy: %s:%s is a node attestation selector, which no workload has "
+                "(remove it; to group nodes, create a node alias: an entry parented to "
+                "spiffe://%s/sigil/server)",
+                sel->type, sel->value, p->trust_domain);
+        msg_end(c);
+        break;
+    }
+}
+
 void
 sigil_policy_result_free(struct sigil_policy_result *res)
 {
@@ -1319,7 +1410,12 @@ sigil_policy_check_entry(const struct sigil_policy *p, const struct sigil_policy
     memset(&c, 0, sizeof c);
     c.p = p;
 
-    check_id(&c, e->spiffe_id);
+    if (e->node_alias) {
+        check_node_alias(&c, e);
+    } else {
+        check_id(&c, e->spiffe_id);
+        check_not_node(&c, e);
+    }
     if (e->parent_id != NULL && !sigil_spiffeid_member_of(e->parent_id, p->trust_domain) &&
         msg_begin(&c, false, "policy.parent.trust_domain")) {
         msg_add(&c,

@@ -187,6 +187,37 @@ page_body(const char *key, json_t *arr, const char *next_page_token)
     return body;
 }
 
+/* Whether an entry with this parent is a node alias: its parent is this trust domain's
+ * server ID, spiffe://<td>/sigil/server (what the node API's index matches node selectors
+ * against). */
+static bool
+is_node_alias(const char *trust_domain, const char *parent_id)
+{
+    size_t n = strlen(trust_domain);
+
+    return parent_id != NULL && strncmp(parent_id, "spiffe://", 9) == 0 &&
+           strncmp(parent_id + 9, trust_domain, n) == 0 &&
+           strcmp(parent_id + 9 + n, "/sigil/server") == 0;
+}
+
+/* An entry's JSON with the read-only node_alias the admin API derives from its parent. */
+static int
+entry_json(const struct job *j, const struct sigil_store_entry *e, json_t **out)
+{
+    int r;
+
+    if ((r = sigil_store_entry_to_json(e, out)) != 0)
+        return r;
+    if (json_object_set_new(*out, "node_alias",
+                            json_boolean(is_node_alias(j->policy->trust_domain, e->parent_id))) !=
+        0) {
+        json_decref(*out);
+        *out = NULL;
+        return SIGIL_ERR_NOMEM;
+    }
+    return 0;
+}
+
 static int
 work_list(struct sigil_db_conn *c, struct job *j)
 {
@@ -209,7 +240,7 @@ work_list(struct sigil_db_conn *c, struct job *j)
         return 0;
     }
     for (size_t i = 0; arr != NULL && i < l.count; i++) {
-        if (sigil_store_entry_to_json(&l.items[i], &e) != 0 || json_array_append_new(arr, e) != 0) {
+        if (entry_json(j, &l.items[i], &e) != 0 || json_array_append_new(arr, e) != 0) {
             json_decref(arr);
             arr = NULL;
         }
@@ -316,6 +347,10 @@ policy_check(const struct sigil_policy *p, const struct sigil_store_entry *e, in
         snprintf(serr->message, sizeof serr->message, "%s", why ? why : "bad SPIFFE ID");
         return 400;
     }
+    /* SPIRE's rule: an entry parented to the server applies to nodes. Judged on every write
+     * of the whole entry (create, and PATCH on the merged result), so a changed parent
+     * re-decides. */
+    pe.node_alias = is_node_alias(p->trust_domain, e->parent_id);
     if (sigil_policy_check_entry(p, &pe, &res) != 0) {
         snprintf(serr->code, sizeof serr->code, "internal");
         snprintf(serr->message, sizeof serr->message, "the policy check failed");
@@ -436,7 +471,7 @@ work_patch(struct sigil_db_conn *c, struct job *j)
         post_store_error(j, r);
         goto out;
     }
-    sigil_store_entry_to_json(&out, &body);
+    entry_json(j, &out, &body);
     post_json(j, 200, body);
 out:
     free(pc.team);
@@ -618,7 +653,7 @@ work_batch_create(struct sigil_db_conn *c, struct job *j)
         json_t *ej = NULL;
 
         if (res[i].status == 0) {
-            if (sigil_store_entry_to_json(&e[i], &ej) != 0 ||
+            if (entry_json(j, &e[i], &ej) != 0 ||
                 (o = json_pack("{s:i,s:o}", "status", 201, "entry", ej)) == NULL)
                 goto nomem;
         } else if ((o = item_error_json(item_status(res[i].status), &res[i])) == NULL) {
@@ -1007,13 +1042,13 @@ work(struct sigil_db_conn *c, void *arg)
         }
         if ((r = sigil_store_entry_create(c, j->actor, &j->entry, &j->serr)) != 0)
             break;
-        sigil_store_entry_to_json(&j->entry, &body);
+        entry_json(j, &j->entry, &body);
         post_json(j, 201, body);
         return 0;
     case OP_ENTRY_GET:
         if ((r = sigil_store_entry_get(c, j->id, &got, &j->serr)) != 0)
             break;
-        sigil_store_entry_to_json(&got, &body);
+        entry_json(j, &got, &body);
         sigil_store_entry_free(&got);
         post_json(j, 200, body);
         return 0;

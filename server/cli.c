@@ -359,9 +359,9 @@ static const char entry_help[] =
     "Usage: sigil-server entry COMMAND [OPTIONS]\n"
     "Registration entries: which workloads (selectors) under which parent get which SPIFFE ID.\n"
     "\n"
-    "  entry create --spiffe-id ID --parent-id ID --selector TYPE:VALUE... [--x509-ttl D]\n"
-    "               [--jwt-ttl D] [--dns NAME]... [--federates-with TD]... [--admin]\n"
-    "               [--downstream] [--hint TEXT] [--output json]\n"
+    "  entry create --spiffe-id ID --parent-id ID|--node --selector TYPE:VALUE...\n"
+    "               [--x509-ttl D] [--jwt-ttl D] [--dns NAME]... [--federates-with TD]...\n"
+    "               [--admin] [--downstream] [--hint TEXT] [--output json]\n"
     "  entry show   [--id ID] [--spiffe-id ID] [--parent-id ID] [--selector T:V]...\n"
     "               [--match exact|subset|superset|any] [--team T] [--page-size N]\n"
     "               [--output json]      (all pages; JSON: one {\"entries\":[...]}, or\n"
@@ -379,6 +379,12 @@ static const char entry_help[] =
     "is in the trust domain $SIGIL_TRUST_DOMAIN (an error if it is unset). entry create\n"
     "without --parent-id uses $SIGIL_AGENT_ID (e.g. from deploy/local/up's env file) and says\n"
     "so on stderr; with neither, --parent-id is required.\n"
+    "\n"
+    "entry create --node makes a node alias (SPIRE's -node): the parent is the server ID,\n"
+    "spiffe://$SIGIL_TRUST_DOMAIN/sigil/server, so the entry matches agents by the selectors\n"
+    "their node attestation gave them (x509pop:..., join_token:...), and entries parented to\n"
+    "the alias's ID (spiffe://TD/sigil/node/NAME) go to every such agent. entry show marks it\n"
+    "\"Node alias: yes\".\n"
     "\n"
     "entry import reads FILE (or standard input) holding either JSON lines, one EntryInput\n"
     "object a line (the fields of POST /v1/entries), or a SPIRE registration file\n"
@@ -400,6 +406,36 @@ entry_target_id(char *buf, size_t n, const char *id)
 {
     /* id was checked to be a UUID: nothing in it needs escaping */
     return (size_t)snprintf(buf, n, "/v1/entries/%s", id) < n ? 0 : -1;
+}
+
+/* An entry as text, with "Node alias: yes" for an entry the server marks node_alias (its
+ * parent is the server ID). */
+static int
+fmt_entry(struct sigil_buf *out, const json_t *e)
+{
+    if (sigil_cli_fmt_entry(out, e) != 0)
+        return SIGIL_ERR_NOMEM;
+    if (json_is_true(json_object_get(e, "node_alias")))
+        return sigil_cli_fmt_kv(out, "Node alias", "yes");
+    return 0;
+}
+
+static int
+fmt_entries(struct sigil_buf *out, const json_t *entries)
+{
+    const json_t *v;
+    size_t i, n = json_is_array(entries) ? json_array_size(entries) : 0;
+
+    if (sigil_buf_appendf(out, "Found %zu %s\n\n", n, n == 1 ? "entry" : "entries") != 0)
+        return SIGIL_ERR_NOMEM;
+    json_array_foreach(entries, i, v)
+    {
+        if (!json_is_object(v))
+            continue;
+        if (fmt_entry(out, v) != 0 || sigil_buf_append_str(out, "\n") != 0)
+            return SIGIL_ERR_NOMEM;
+    }
+    return 0;
 }
 
 static int
@@ -424,7 +460,7 @@ entry_create_or_update(const struct cli *c, const struct sigil_cli_entry_args *a
         return code;
     if (c->output == SIGIL_CLI_OUTPUT_TEXT)
         printf("Entry %s\n\n", update ? "updated" : "created");
-    code = cli_show(c, &resp, sigil_cli_fmt_entry);
+    code = cli_show(c, &resp, fmt_entry);
     sigil_cli_response_free(&resp);
     return code;
 }
@@ -444,7 +480,7 @@ entry_show(const struct cli *c, const struct sigil_cli_entry_args *a)
             return code;
         if (c->output == SIGIL_CLI_OUTPUT_TEXT)
             printf("Found 1 entry\n\n");
-        code = cli_show(c, &resp, sigil_cli_fmt_entry);
+        code = cli_show(c, &resp, fmt_entry);
         sigil_cli_response_free(&resp);
         return code;
     }
@@ -453,7 +489,7 @@ entry_show(const struct cli *c, const struct sigil_cli_entry_args *a)
         return EXIT_FAIL;
     }
     if ((code = cli_pages(c, base, "entries", 0, &doc)) == EXIT_OK)
-        code = cli_show_list(c, doc, "entries", sigil_cli_fmt_entries);
+        code = cli_show_list(c, doc, "entries", fmt_entries);
     json_decref(doc);
     free(base);
     return code;

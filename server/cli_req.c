@@ -44,6 +44,7 @@ enum req_opt {
     O_TEAM,
     O_PAGE_SIZE,
     O_BATCH_SIZE,
+    O_NODE,
 };
 
 static const struct option req_options[] = {
@@ -69,6 +70,7 @@ static const struct option req_options[] = {
     {"team", required_argument, NULL, O_TEAM},
     {"page-size", required_argument, NULL, O_PAGE_SIZE},
     {"batch-size", required_argument, NULL, O_BATCH_SIZE},
+    {"node", no_argument, NULL, O_NODE},
     {NULL, 0, NULL, 0},
 };
 
@@ -82,7 +84,7 @@ struct req_cmd {
 static const struct req_cmd req_cmds[] = {
     {"create",
      {O_OUTPUT, O_SPIFFE_ID, O_PARENT_ID, O_SELECTOR, O_X509_TTL, O_JWT_TTL, O_DNS, O_FEDERATES,
-      O_ADMIN, O_DOWNSTREAM, O_HINT},
+      O_ADMIN, O_DOWNSTREAM, O_HINT, O_NODE},
      false},
     {"show",
      {O_OUTPUT, O_ID, O_SPIFFE_ID, O_PARENT_ID, O_SELECTOR, O_MATCH, O_TEAM, O_PAGE_SIZE},
@@ -96,6 +98,9 @@ static const struct req_cmd req_cmds[] = {
     {"import", {O_BATCH_SIZE}, true},
 };
 #define REQ_NCMDS (sizeof req_cmds / sizeof req_cmds[0])
+
+/* The parent --node gives: the server ID's path, spiffe://<td>/sigil/server. */
+static const char node_parent[] = "/sigil/server";
 
 static void req_err(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -295,7 +300,15 @@ sigil_cli_entry_args_parse(const char *cmd, int argc, char **argv, struct sigil_
             a->spiffe_id = arg;
             break;
         case O_PARENT_ID:
-            a->parent_id = arg;
+        case O_NODE:
+            /* --node: the parent is the server ID, a path the caller expands in the trust
+             * domain like any other */
+            if (a->parent_id == node_parent || (opt == O_NODE && a->parent_id != NULL)) {
+                req_err(err, errlen, "--node and --parent-id together: give one (--node sets "
+                                     "the parent to the server ID)");
+                return SIGIL_ERR_INVALID;
+            }
+            a->parent_id = opt == O_NODE ? node_parent : arg;
             break;
         case O_SELECTOR:
             r = req_list_add(a->selectors, &a->nselectors, arg, "selector", err, errlen);

@@ -293,6 +293,40 @@ check "GET /v1/bundle is 200" test "$(api GET /v1/bundle)" = 200
 check "the bundle decodes with our decoder (1 root, 1 JWT key, sequence 1)" \
   grep -qz "x509 1.jwt 1.sequence 1" "$TMP/bundle.txt"
 
+# --- node aliases: an entry parented to the server ID groups nodes by their node selectors
+SRV=spiffe://example.org/sigil/server
+ALIAS='{"spiffe_id":"spiffe://example.org/sigil/node/rack-7","parent_id":"'$SRV'","selectors":["x509pop:subject:cn:node1"]}'
+check "a node alias (parent = the server ID, x509pop selector) is 201" test "$(api POST /v1/entries "$ALIAS")" = 201
+check "... and says node_alias: true" test "$(field 'd["node_alias"]')" = True
+AID=$(field 'd["id"]')
+check "GET shows node_alias: true" test "$(api GET "/v1/entries/$AID")/$(field 'd["node_alias"]')" = 200/True
+check "a node alias with a unix selector: 400 policy.node_alias.selectors" \
+  test "$(api POST /v1/entries '{"spiffe_id":"spiffe://example.org/sigil/node/r8","parent_id":"'$SRV'","selectors":["join_token:abc","unix:uid:0"]}')/$(field 'd["error"]["code"]')" = 400/policy.node_alias.selectors
+check "... the message names the selector and what to use" body_has 'unix:uid:0 is not one (use join_token: or x509pop: selectors'
+check "a node alias whose ID is a workload's: 400 policy.node_alias.id" \
+  test "$(api POST /v1/entries '{"spiffe_id":"spiffe://example.org/prod/gcp/team1/nodes","parent_id":"'$SRV'","selectors":["join_token:abc"]}')/$(field 'd["error"]["code"]')" = 400/policy.node_alias.id
+check "... the message says how to name it" body_has 'name it spiffe://example.org/sigil/node/<name>'
+check "a workload entry with an x509pop selector: 400 policy.selectors.node_type" \
+  test "$(api POST /v1/entries '{"spiffe_id":"spiffe://example.org/prod/gcp/team1/w9","parent_id":"spiffe://example.org/sigil/agent/n","selectors":["unix:uid:9","unix:path:/bin/z","unix:sha256:'$SHA'","x509pop:subject:cn:node1"]}')/$(field 'd["error"]["code"]')" = 400/policy.selectors.node_type
+check "a workload entry named like a node alias: 400 policy.id.node_alias" \
+  test "$(api POST /v1/entries '{"spiffe_id":"spiffe://example.org/sigil/node/r9","parent_id":"spiffe://example.org/sigil/agent/n","selectors":["unix:uid:9","unix:path:/bin/z","unix:sha256:'$SHA'"]}')/$(field 'd["error"]["code"]')" = 400/policy.id.node_alias
+check "a workload parented to the alias ID is 201, node_alias: false" \
+  test "$(api POST /v1/entries '{"spiffe_id":"spiffe://example.org/prod/gcp/team1/on-rack","parent_id":"spiffe://example.org/sigil/node/rack-7","selectors":["unix:uid:7","unix:path:/bin/r","unix:sha256:'$SHA'"]}')/$(field 'd["node_alias"]')" = 201/False
+RID=$(field 'd["id"]')
+check "PATCH of the alias's parent to an agent re-judges it: 400 policy.id.node_alias" \
+  test "$(api PATCH "/v1/entries/$AID" '{"parent_id":"spiffe://example.org/sigil/agent/n"}')/$(field 'd["error"]["code"]')" = 400/policy.id.node_alias
+check "PATCH of a workload's parent to the server ID: 400 policy.node_alias.id" \
+  test "$(api PATCH "/v1/entries/$RID" '{"parent_id":"'$SRV'"}')/$(field 'd["error"]["code"]')" = 400/policy.node_alias.id
+check "... neither PATCH was stored" \
+  test "$(q "SELECT string_agg(parent_id, ' ' ORDER BY spiffe_id) FROM entries WHERE id IN ('$AID', '$RID')")" = "spiffe://example.org/sigil/node/rack-7 $SRV"
+check "PATCH of the alias's selectors to another node selector is 200" \
+  test "$(api PATCH "/v1/entries/$AID" '{"selectors":["x509pop:ca:fingerprint:abc"]}')/$(field 'd["node_alias"]')" = 200/True
+check "the CLI marks the alias" bash -c "'$BIN' entry show --admin-socket '$ADMIN' --id '$AID' | grep -q 'Node alias *: yes'"
+check "entry create --node makes a node alias (parent from \$SIGIL_TRUST_DOMAIN)" bash -c "SIGIL_TRUST_DOMAIN=$TD '$BIN' entry create --admin-socket '$ADMIN' --node --spiffe-id /sigil/node/cli --selector join_token:xyz >'$TMP/node.out' && grep -q 'Parent ID *: $SRV' '$TMP/node.out' && grep -q 'Node alias *: yes' '$TMP/node.out'"
+check "entry create --node with --parent-id is a usage error" bash -c "SIGIL_TRUST_DOMAIN=$TD '$BIN' entry create --admin-socket '$ADMIN' --node --parent-id /sigil/agent/n --spiffe-id /sigil/node/c2 --selector join_token:xyz 2>&1 | grep -q 'node and --parent-id together'"
+check "entry create --node with a unix selector shows the policy's refusal" bash -c "SIGIL_TRUST_DOMAIN=$TD '$BIN' entry create --admin-socket '$ADMIN' --node --spiffe-id /sigil/node/c3 --selector unix:uid:0 2>&1 | grep -q 'policy.node_alias.selectors\\|a node alias matches node attestation selectors'"
+check "DELETE the workload and the alias" test "$(api DELETE "/v1/entries/$RID")/$(api DELETE "/v1/entries/$AID")" = 204/204
+
 # --- the audit log
 ME="uid:$(id -u)"
 check "each change wrote an audit row with the caller's uid" \

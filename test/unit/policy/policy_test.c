@@ -410,7 +410,7 @@ systemd_and_model_rules(void **state)
                                 .sels = {"docker:label:app:api"}},
                    "policy.selectors.model",
                    "selector policy: no selector names a compute model (add the selectors of one "
-                   "of: k8s, unix, systemd; mark node alias entries as such)");
+                   "of: k8s, unix, systemd; a node alias is parented to spiffe://" TD "/sigil/server)");
     expect_refused(policy(state),
                    &(struct in){.id = "spiffe://yourorg.com/prod/gcp/payments/api-server"},
                    "policy.selectors.empty",
@@ -586,35 +586,78 @@ ttl_setters(void **state)
 static void
 node_alias_exempt_from_models(void **state)
 {
-    struct in in = {.id = "spiffe://yourorg.com/prod/onprem/platform/rack-7-nodes",
+    struct in in = {.id = "spiffe://yourorg.com/sigil/node/rack-7",
                     .parent = "spiffe://yourorg.com/sigil/server",
                     .sels = {"x509pop:subject:cn:rack-7", "join_token:abc"},
                     .node_alias = true};
 
     expect_ok(policy(state), &in);
-    /* ... but not from the ID scheme, discouraged selectors or TTLs */
-    in.id = "spiffe://yourorg.com/prod/onprem/nodes";
-    expect_refused(policy(state), &in, "policy.id.scheme",
-                   "SPIFFE ID policy: spiffe://yourorg.com/prod/onprem/nodes has 3 path segments, "
-                   "the scheme has 4 " SCHEME_FIX);
+    in.id = "spiffe://yourorg.com/sigil/node/dc1/rack-7";
+    expect_ok(policy(state), &in);
+    /* the ID: under /sigil/node/, with a name */
     in.id = "spiffe://yourorg.com/prod/onprem/platform/rack-7-nodes";
+    expect_refused(policy(state), &in, "policy.node_alias.id",
+                   "SPIFFE ID policy: node alias "
+                   "spiffe://yourorg.com/prod/onprem/platform/rack-7-nodes is not under "
+                   "spiffe://yourorg.com/sigil/node/ (name it "
+                   "spiffe://yourorg.com/sigil/node/<name>, e.g. "
+                   "spiffe://yourorg.com/sigil/node/rack-7)");
+    in.id = "spiffe://yourorg.com/sigil/nodes/x";
+    expect_refused(policy(state), &in, "policy.node_alias.id",
+                   "SPIFFE ID policy: node alias spiffe://yourorg.com/sigil/nodes/x is not under "
+                   "spiffe://yourorg.com/sigil/node/ (name it "
+                   "spiffe://yourorg.com/sigil/node/<name>, e.g. "
+                   "spiffe://yourorg.com/sigil/node/rack-7)");
+    in.id = "spiffe://other.org/sigil/node/rack-7";
+    expect_refused(policy(state), &in, "policy.id.trust_domain",
+                   "SPIFFE ID policy: spiffe://other.org/sigil/node/rack-7 is not in trust domain "
+                   "yourorg.com (use an ID under spiffe://yourorg.com/)");
+    /* the selectors: node attestation only */
+    in.id = "spiffe://yourorg.com/sigil/node/rack-7";
+    in.sels[2] = "unix:uid:0";
+    expect_refused(policy(state), &in, "policy.node_alias.selectors",
+                   "selector policy: a node alias matches node attestation selectors and "
+                   "unix:uid:0 is not one (use join_token: or x509pop: selectors; to match "
+                   "workloads, parent the entry to an agent or a node alias instead of "
+                   "spiffe://yourorg.com/sigil/server)");
     in.sels[2] = "k8s:node-name:n1";
-    expect_refused(policy(state), &in, "policy.selectors.discouraged",
-                   "selector policy: k8s:node-name:n1 is discouraged: it ties the identity to "
-                   "where the pod was scheduled (remove it; k8s:ns and k8s:sa scope the "
-                   "workload)");
+    expect_refused(policy(state), &in, "policy.node_alias.selectors",
+                   "selector policy: a node alias matches node attestation selectors and "
+                   "k8s:node-name:n1 is not one (use join_token: or x509pop: selectors; to match "
+                   "workloads, parent the entry to an agent or a node alias instead of "
+                   "spiffe://yourorg.com/sigil/server)");
+    /* ... and the TTL rules still apply */
     in.sels[2] = NULL;
     in.jwt = 1;
     expect_refused(policy(state), &in, "policy.ttl.jwt",
                    "TTL policy: jwt_svid_ttl 1s is below the minimum 30s (use 30s to 1h, or 0 for "
                    "the default 5m)");
-    /* without the flag the same entry needs a compute model */
+    /* without the flag: an alias ID and node selectors are refused on a workload entry */
     in.jwt = 0;
     in.node_alias = false;
-    expect_refused(policy(state), &in, "policy.selectors.model",
-                   "selector policy: no selector names a compute model (add the selectors of one "
-                   "of: k8s, unix, systemd; mark node alias entries as such)");
+    in.parent = "spiffe://yourorg.com/sigil/agent/n1";
+    expect_refused(policy(state), &in, "policy.id.node_alias",
+                   "SPIFFE ID policy: spiffe://yourorg.com/sigil/node/rack-7 is a node alias ID, "
+                   "and a node alias's parent is spiffe://yourorg.com/sigil/server (give it that "
+                   "parent, or choose an ID outside spiffe://yourorg.com/sigil/node/)");
+    in.id = "spiffe://yourorg.com/prod/onprem/platform/api";
+    expect_refused(policy(state), &in, "policy.selectors.node_type",
+                   "selector policy: join_token:abc is a node attestation selector, which no "
+                   "workload has (remove it; to group nodes, create a node alias: an entry "
+                   "parented to spiffe://yourorg.com/sigil/server)");
+    struct in wl = {.id = "spiffe://yourorg.com/prod/onprem/platform/api",
+                    .parent = "spiffe://yourorg.com/sigil/node/rack-7",
+                    .sels = {UNIX_OK, "x509pop:subject:cn:rack-7"}};
+    expect_refused(policy(state), &wl, "policy.selectors.node_type",
+                   "selector policy: x509pop:subject:cn:rack-7 is a node attestation selector, "
+                   "which no workload has (remove it; to group nodes, create a node alias: an "
+                   "entry parented to spiffe://yourorg.com/sigil/server)");
+    /* a workload parented to the alias is an ordinary workload entry */
+    wl.sels[3] = NULL;
+    expect_ok(policy(state), &wl);
     in.node_alias = true;
+    in.id = "spiffe://yourorg.com/sigil/node/rack-7";
+    in.parent = "spiffe://yourorg.com/sigil/server";
     in.sels[0] = NULL;
     expect_refused(policy(state), &in, "policy.selectors.empty",
                    "selector policy: the entry has no selectors, so it would never match (add the "
@@ -906,7 +949,7 @@ model_and_tier_setters(void **state)
                                 .sels = {"systemd:id:api.service"}},
                    "policy.selectors.model",
                    "selector policy: no selector names a compute model (add the selectors of one "
-                   "of: k8s, unix, docker; mark node alias entries as such)");
+                   "of: k8s, unix, docker; a node alias is parented to spiffe://" TD "/sigil/server)");
     /* no models at all: no model rules */
     assert_int_equal(sigil_policy_remove_model(p, "k8s", &why), 0);
     assert_int_equal(sigil_policy_remove_model(p, "unix", &why), 0);
