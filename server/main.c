@@ -2,6 +2,7 @@
  * healthcheck) are handled here; every other command group (entry, agent, token, bundle,
  * federation, audit) goes to the CLI, which talks to a running server's admin API. */
 #include <getopt.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,6 +89,29 @@ load_config(const char *path, struct sigil_server_config *cfg)
     return EXIT_OK;
 }
 
+/* libuv's thread pool (signing batches, DNS look-ups, file work) has 4 threads unless
+ * UV_THREADPOOL_SIZE says otherwise, and reads that once, at its first use. Size it to the
+ * cores this process may run on (4 to 64), before any loop work; an operator's own setting
+ * is kept. */
+static void
+size_thread_pool(void)
+{
+    cpu_set_t set;
+    int n = 4;
+    char buf[16];
+
+    if (getenv("UV_THREADPOOL_SIZE") != NULL)
+        return;
+    if (sched_getaffinity(0, sizeof set, &set) == 0)
+        n = CPU_COUNT(&set);
+    if (n < 4)
+        n = 4;
+    if (n > 64)
+        n = 64;
+    snprintf(buf, sizeof buf, "%d", n);
+    setenv("UV_THREADPOOL_SIZE", buf, 0);
+}
+
 static int
 cmd_run(int argc, char **argv)
 {
@@ -135,6 +159,7 @@ cmd_run(int argc, char **argv)
         sigil_server_config_free(&cfg);
         return EXIT_OK;
     }
+    size_thread_pool();
     code = sigil_upstream_run(&cfg);
     sigil_server_config_free(&cfg);
     return code;
