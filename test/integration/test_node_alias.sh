@@ -4,9 +4,10 @@
 # (`entry create --node`, parent = the server ID) with A's selector x509pop:subject:cn:node1
 # and a workload entry parented to the alias's ID: A serves that workload's SVID, B (whose
 # node selectors do not match) does not, though both run the same workloads (this uid, this
-# sigil-agent executable); B serves the entry parented to its own ID, A does not. Deleting
-# the alias takes the workload's SVID away from A (entry sync). One line per check, then
-# "N passed, N failed".
+# sigil-agent executable); B serves the entry parented to its own ID, A does not. An alias
+# for B's join_token selector (from `agent show`) made while B runs brings B the workload
+# under it. Deleting the first alias takes the workload's SVID away from A (entry sync). One
+# line per check, then "N passed, N failed".
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib/common.sh"
@@ -85,6 +86,18 @@ check "agent B (join token) serves the workload under its own ID" until_ok 30 se
 check "agent B does not serve the alias's workload (its node selectors do not match)" \
   bash -c "! '$AGENT' api fetch x509 --socket '$API' --timeout 3 2>/dev/null | grep -q '$W_ALIAS'"
 check "agent A does not serve agent B's workload" bash -c "! '$AGENT' api fetch x509 --socket '$API_A' --timeout 3 2>/dev/null | grep -q '$W_B'"
+
+# an alias for B's join_token selector (as `agent show` lists it), made while B runs: B's
+# entry sync brings the workload under it
+B_SEL=$("$SRV" agent show --spiffe-id "$B_ID" --output json 2>/dev/null |
+  python3 -c 'import json,sys; print(next(s for s in json.load(sys.stdin)["selectors"] if s.startswith("join_token:")))' 2>/dev/null)
+check "agent show lists B's join_token node selector" test -n "$B_SEL"
+W_JT=spiffe://$TD/dev/onprem/alias/on-jt
+check "a node alias for B's join_token selector" \
+  env SIGIL_TRUST_DOMAIN="$TD" "$SRV" entry create --node --spiffe-id /sigil/node/jt --selector "$B_SEL"
+check "a workload entry under it" wl "$W_JT" "spiffe://$TD/sigil/node/jt"
+check "agent B serves it (synced while running)" until_ok 30 serves "$API" "$W_JT"
+check "agent A does not" bash -c "! '$AGENT' api fetch x509 --socket '$API_A' --timeout 3 2>/dev/null | grep -q '$W_JT'"
 
 # deleting the alias: A's entry sync drops the workload under it
 check "entry delete the alias" "$SRV" entry delete --id "$ALIAS_ENTRY"
