@@ -381,10 +381,11 @@ static const char entry_help[] =
     "so on stderr; with neither, --parent-id is required.\n"
     "\n"
     "entry create --node makes a node alias (SPIRE's -node): the parent is the server ID,\n"
-    "spiffe://$SIGIL_TRUST_DOMAIN/sigil/server, so the entry matches agents by the selectors\n"
-    "their node attestation gave them (x509pop:..., join_token:...), and entries parented to\n"
-    "the alias's ID (spiffe://TD/sigil/node/NAME) go to every such agent. entry show marks it\n"
-    "\"Node alias: yes\".\n"
+    "spiffe://$SIGIL_TRUST_DOMAIN/sigil/server (without the variable, in the trust domain\n"
+    "of a whole --spiffe-id). The alias matches agents by the selectors their node\n"
+    "attestation gave them (x509pop:..., join_token:...; see sigil-server agent show), and\n"
+    "entries parented to the alias's ID (spiffe://TD/sigil/node/NAME) go to every such\n"
+    "agent. entry show marks it \"Node alias: yes\".\n"
     "\n"
     "entry import reads FILE (or standard input) holding either JSON lines, one EntryInput\n"
     "object a line (the fields of POST /v1/entries), or a SPIRE registration file\n"
@@ -823,6 +824,23 @@ cli_entry_env(const char *cmd, struct sigil_cli_entry_args *a)
         (a->spiffe_id = cli_expand_id("entry", "spiffe-id", a->spiffe_id, spiffe_id)) == NULL)
         return SIGIL_ERR_INVALID;
     opt = from_env ? "parent-id (SIGIL_AGENT_ID)" : "parent-id";
+    if (a->parent_id != NULL && strcmp(a->parent_id, "/sigil/server") == 0) {
+        /* --node: without $SIGIL_TRUST_DOMAIN, the server of the alias's own trust domain
+         * when --spiffe-id is a whole ID (the server refuses any other trust domain) */
+        const char *td = getenv("SIGIL_TRUST_DOMAIN"), *host, *slash;
+
+        opt = "parent-id (--node)";
+        if ((td == NULL || td[0] == '\0') && a->spiffe_id != NULL &&
+            strncmp(a->spiffe_id, "spiffe://", 9) == 0) {
+            host = a->spiffe_id + 9;
+            slash = strchr(host, '/');
+            size_t n = slash != NULL ? (size_t)(slash - host) : strlen(host);
+            if (n > 0 && n <= SIGIL_TRUST_DOMAIN_MAX) {
+                snprintf(parent_id, sizeof parent_id, "spiffe://%.*s/sigil/server", (int)n, host);
+                a->parent_id = parent_id;
+            }
+        }
+    }
     if (a->parent_id != NULL &&
         (a->parent_id = cli_expand_id("entry", opt, a->parent_id, parent_id)) == NULL)
         return SIGIL_ERR_INVALID;
