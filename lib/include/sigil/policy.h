@@ -122,9 +122,12 @@ struct sigil_policy {
 
 /* A registration entry as the policy sees it; the caller owns everything it points to.
  * node_alias: the caller sets it for an entry whose parent is the server itself (a node
- * alias grouping agents by their node-attestation selectors: join_token, x509pop, aws_iid,
- * ...); such entries skip the compute-model rules (model, mixed_models, required, digest,
- * path) but not the ID, discouraged-selector or TTL rules. admin and downstream are carried
+ * alias grouping agents by their node-attestation selectors: join_token, x509pop). Such
+ * entries skip the compute-model rules (model, mixed_models, required, digest, path); their
+ * ID must lie under spiffe://<td>/sigil/node/ (policy.node_alias.id) and their selectors be
+ * node selectors only (policy.node_alias.selectors). A workload entry may neither take an
+ * ID under /sigil/node/ (policy.id.node_alias) nor carry a node selector
+ * (policy.selectors.node_type). The discouraged-selector and TTL rules apply to both. admin and downstream are carried
  * for the caller's records and for future rules: no rule of this version looks at them (an
  * admin or downstream entry is checked like any other; give such IDs an exempt prefix). */
 struct sigil_policy_entry {
