@@ -5,6 +5,7 @@
 #include "sigil/err.h"
 #include "sigil/spiffeid.h"
 #include "sigil/x509.h"
+#include "x509_int.h"
 
 #include <string.h>
 
@@ -520,14 +521,11 @@ out:
     return r;
 }
 
-/* Checks an issuer: a valid signing certificate whose key is issuer_key; sets its trust
- * domain into td (empty if it has no SPIFFE ID) and clamps *not_after to its notAfter. */
-static int
-check_issuer(X509 *issuer, EVP_PKEY *issuer_key, char td[SIGIL_TRUST_DOMAIN_MAX + 1],
-             time_t not_before, time_t *not_after, const char **why)
+int
+sigil_x509_issuer_read(X509 *issuer, EVP_PKEY *issuer_key, char td[SIGIL_TRUST_DOMAIN_MAX + 1],
+                       time_t *not_after, const char **why)
 {
     struct sigil_spiffeid id;
-    time_t parent_end;
     int r;
 
     td[0] = '\0';
@@ -544,8 +542,21 @@ check_issuer(X509 *issuer, EVP_PKEY *issuer_key, char td[SIGIL_TRUST_DOMAIN_MAX 
         memcpy(td, id.td, sizeof id.td);
     else if (r != SIGIL_ERR_NOTFOUND)
         return fail(why, SIGIL_ERR_INVALID, "X-3: the issuer's SPIFFE ID is ambiguous");
-    if (sigil_x509_cert_not_after(issuer, &parent_end) != 0)
+    if (sigil_x509_cert_not_after(issuer, not_after) != 0)
         return fail(why, SIGIL_ERR_INVALID, "mint: unreadable issuer notAfter");
+    return 0;
+}
+
+/* Checks an issuer (sigil_x509_issuer_read) and clamps *not_after to its notAfter. */
+static int
+check_issuer(X509 *issuer, EVP_PKEY *issuer_key, char td[SIGIL_TRUST_DOMAIN_MAX + 1],
+             time_t not_before, time_t *not_after, const char **why)
+{
+    time_t parent_end;
+    int r;
+
+    if ((r = sigil_x509_issuer_read(issuer, issuer_key, td, &parent_end, why)) != 0)
+        return r;
     /* a child never outlives its issuer: path validation would refuse it past that point */
     if (*not_after > parent_end)
         *not_after = parent_end;

@@ -9,6 +9,7 @@
 #include "sigil/err.h"
 #include "sigil/spiffeid.h"
 #include "sigil/x509.h"
+#include "x509_int.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -432,34 +433,16 @@ sigil_x509_minter_new(X509 *issuer, EVP_PKEY *issuer_key, struct sigil_x509_mint
 {
     struct sigil_x509_minter *m;
     const ASN1_OCTET_STRING *iski;
-    struct sigil_spiffeid id;
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
     int r, len;
 
     *out = NULL;
-    if (issuer == NULL || issuer_key == NULL)
-        return fail(why, SIGIL_ERR_INVALID, "mint: no issuer");
-    /* what sigil_x509_mint_leaf checks of its issuer on every call, once */
-    if ((r = sigil_x509_key_check(issuer_key, why)) != 0)
-        return r;
-    if (!sigil_x509_key_matches_cert(issuer_key, issuer))
-        return fail(why, SIGIL_ERR_INVALID, "mint: the issuer key does not match its certificate");
-    if ((r = sigil_x509_svid_check_ca(issuer, why)) != 0)
-        return r;
     if ((m = calloc(1, sizeof *m)) == NULL)
         return fail(why, SIGIL_ERR_NOMEM, "out of memory");
-    r = sigil_x509_cert_spiffeid(issuer, &id, why);
-    if (r == 0) {
-        memcpy(m->td, id.td, sizeof id.td);
-    } else if (r != SIGIL_ERR_NOTFOUND) {
-        r = fail(why, SIGIL_ERR_INVALID, "X-3: the issuer's SPIFFE ID is ambiguous");
+    /* what sigil_x509_mint_leaf checks of its issuer on every call, once */
+    if ((r = sigil_x509_issuer_read(issuer, issuer_key, m->td, &m->issuer_not_after, why)) != 0)
         goto out;
-    }
-    if (sigil_x509_cert_not_after(issuer, &m->issuer_not_after) != 0) {
-        r = fail(why, SIGIL_ERR_INVALID, "mint: unreadable issuer notAfter");
-        goto out;
-    }
     X509_up_ref(issuer);
     m->issuer = issuer;
     EVP_PKEY_up_ref(issuer_key);
