@@ -12,8 +12,7 @@
 /* Checks an issuer: a valid signing CA certificate whose key is issuer_key. Sets its trust
  * domain into td (empty if it has no SPIFFE ID) and its notAfter into *not_after.
  * Returns 0, or an error with *why set (X-3 for an ambiguous SPIFFE ID). */
-int sigil_x509_issuer_read(X509 *issuer, EVP_PKEY *issuer_key,
-                           char td[SIGIL_TRUST_DOMAIN_MAX + 1], time_t *not_after,
-                           const char **why);
+int sigil_x509_issuer_read(X509 *issuer, EVP_PKEY *issuer_key, char td[SIGIL_TRUST_DOMAIN_MAX + 1],
+                           time_t *not_after, const char **why);
 
 #endif
