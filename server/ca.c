@@ -6,6 +6,7 @@
 #include "ca.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,8 +22,10 @@
 
 #include "sigil/encoding.h"
 #include "sigil/err.h"
+#include "sigil/log.h"
 #include "sigil/spiffeid.h"
 
+#define COMPONENT "ca"
 #define STR_(x) #x
 #define STR(x) STR_(x)
 #define LOCK_SQL "SELECT pg_advisory_xact_lock(" STR(SIGIL_CA_LOCK_KEY) ")"
@@ -142,15 +145,66 @@ pub_der(EVP_PKEY *key, struct sigil_buf *out)
     return sigil_x509_pubkey_to_der(key, out);
 }
 
-/* Reads a key file back and checks it against the public key the journal recorded. */
+/* Where a journal key_ref points. A bare file name (what this version records) is a file in
+ * key_dir; a name with '/' or "..", or an empty one, is refused, so no journal row reaches
+ * outside key_dir. An absolute path (written by earlier versions) is used as is, unless that
+ * file is gone and key_dir holds one of the same name: then *moved is set and that one is used
+ * (the key directory was moved or restored elsewhere). */
+int
+sigil_ca_key_path(const char *key_dir, const char *key_ref, char *out, size_t outlen, bool *moved)
+{
+    const char *base;
+
+    *moved = false;
+    if (key_dir == NULL || key_ref == NULL || key_ref[0] == '\0')
+        return SIGIL_ERR_INVALID;
+    if (key_ref[0] == '/') {
+        if ((size_t)snprintf(out, outlen, "%s", key_ref) >= outlen)
+            return SIGIL_ERR_RANGE;
+        if (access(key_ref, F_OK) == 0 || errno != ENOENT)
+            return 0;
+        base = strrchr(key_ref, '/') + 1;
+        if (base[0] == '\0' || strcmp(base, ".") == 0 || strcmp(base, "..") == 0)
+            return 0;
+        if ((size_t)snprintf(out, outlen, "%s/%s", key_dir, base) >= outlen ||
+            access(out, F_OK) != 0) {
+            snprintf(out, outlen, "%s", key_ref);
+            return 0;
+        }
+        *moved = true;
+        return 0;
+    }
+    if (strchr(key_ref, '/') != NULL || strstr(key_ref, "..") != NULL || strcmp(key_ref, ".") == 0)
+        return SIGIL_ERR_INVALID;
+    if ((size_t)snprintf(out, outlen, "%s/%s", key_dir, key_ref) >= outlen)
+        return SIGIL_ERR_RANGE;
+    return 0;
+}
+
+/* Said once a process: the journal still names keys by an old absolute path. */
+static atomic_flag said_moved = ATOMIC_FLAG_INIT;
+
+/* Reads the key a journal row names (key_ref) and checks it against the public key the
+ * journal recorded. */
 static int
-read_key(struct ctx *x, const char *path, const uint8_t *want, size_t wantlen, EVP_PKEY **out)
+read_key(struct ctx *x, const char *key_ref, const uint8_t *want, size_t wantlen, EVP_PKEY **out)
 {
     struct sigil_buf have = {0};
     EVP_PKEY *key = NULL;
     const char *why = NULL;
+    char path[PATH_MAX_CA];
+    bool moved;
     int r;
 
+    if ((r = sigil_ca_key_path(x->ca->key_dir, key_ref, path, sizeof path, &moved)) != 0)
+        return set_err(x, r,
+                       "CA journal: key_ref \"%s\" is refused (a bare file name in ca.key_dir "
+                       "or an absolute path is allowed)",
+                       key_ref ? key_ref : "");
+    if (moved && !atomic_flag_test_and_set(&said_moved))
+        sigil_log(SIGIL_LOG_WARN, COMPONENT,
+                  "the CA journal holds an old absolute key path (%s); using %s in ca.key_dir",
+                  key_ref, path);
     if ((r = sigil_x509_key_read_file(path, &key, &why)) != 0) {
         set_err(x, r, "CA key %s: %s", path, why ? why : sigil_strerror(r));
         goto out;
@@ -204,15 +258,17 @@ der_to_pub(const uint8_t *p, size_t n, EVP_PKEY **out)
     return 0;
 }
 
-/* Writes key to <key_dir>/<prefix>-<name>.key (0600, atomically) and its path into path. */
+/* Writes key to <key_dir>/<prefix>-<name>.key (0600, atomically) and puts the file's name,
+ * which the journal records as key_ref (relative to ca.key_dir), into ref. */
 static int
-write_key(struct ctx *x, EVP_PKEY *key, const char *prefix, const char *name,
-          char path[PATH_MAX_CA])
+write_key(struct ctx *x, EVP_PKEY *key, const char *prefix, const char *name, char ref[PATH_MAX_CA])
 {
+    char path[PATH_MAX_CA];
     int r;
 
-    if ((size_t)snprintf(path, PATH_MAX_CA, "%s/%s-%s.key", x->ca->key_dir, prefix, name) >=
-        PATH_MAX_CA)
+    if ((size_t)snprintf(ref, PATH_MAX_CA, "%s-%s.key", prefix, name) >= PATH_MAX_CA ||
+        strchr(ref, '/') != NULL ||
+        (size_t)snprintf(path, PATH_MAX_CA, "%s/%s", x->ca->key_dir, ref) >= PATH_MAX_CA)
         return set_err(x, SIGIL_ERR_RANGE, "ca.key_dir: path too long");
     if ((r = sigil_x509_key_write_file(path, key)) != 0)
         return set_err(x, r, "CA key %s: cannot write: %s", path, sigil_strerror(r));
@@ -1204,6 +1260,95 @@ out:
     sigil_db_res_free(bun);
     sigil_db_res_free(td);
     return r;
+}
+
+/* One journal row's key: where it resolves, whether it is there, ours alone, and the journal's. */
+static bool
+check_one_key(const char *key_dir, const char *kind, const char *state, const char *name,
+              const char *key_ref, const uint8_t *pder, size_t plen, bool needed, bool failed_only,
+              FILE *out)
+{
+    struct sigil_ca ca = {.key_dir = (char *)key_dir};
+    char err[PATH_MAX_CA + SIGIL_CA_ERR_MAX] = "", path[PATH_MAX_CA];
+    struct ctx x = {.ca = &ca, .err = err, .errlen = sizeof err};
+    EVP_PKEY *key = NULL;
+    struct stat st;
+    bool moved, ok = false;
+
+    if (sigil_ca_key_path(key_dir, key_ref, path, sizeof path, &moved) != 0)
+        snprintf(err, sizeof err, "key_ref \"%s\" is refused (not a bare file name)",
+                 key_ref ? key_ref : "");
+    else if (stat(path, &st) != 0)
+        snprintf(err, sizeof err, "missing: %s: %s", path, strerror(errno));
+    else if (!S_ISREG(st.st_mode))
+        snprintf(err, sizeof err, "%s is not a regular file", path);
+    else if ((st.st_mode & 0177) != 0)
+        snprintf(err, sizeof err, "%s has mode %04o, wider than 0600", path,
+                 (unsigned)(st.st_mode & 07777));
+    else if (read_key(&x, key_ref, pder, plen, &key) == 0)
+        ok = true;
+    EVP_PKEY_free(key);
+    if (failed_only && ok)
+        return true;
+    fprintf(out, "key %-17s %-8s %s%s%s: %s%s%s%s\n", kind, state, name, name[0] ? " " : "",
+            key_ref ? key_ref : "", ok ? "ok" : "FAILED", ok ? "" : " (", ok ? "" : err,
+            ok       ? ""
+            : needed ? ")"
+                     : "; not needed to run)");
+    if (ok && moved)
+        fprintf(out, "    (the journal holds the old absolute path %s; found in ca.key_dir)\n",
+                key_ref);
+    return ok || !needed;
+}
+
+/* Checks the key file of every journal row that is not retired: roots, JWT keys, and the
+ * intermediates of instance_id (all instances' when NULL). Prints one line per key to out.
+ * *all_ok is false when a key a server needs (active or prepared; an old one only signs
+ * nothing) is missing, refused, wider than 0600 or not the journal's. */
+int
+sigil_ca_check_keys(struct sigil_db_conn *c, const char *key_dir, const char *instance_id,
+                    bool failed_only, FILE *out, bool *all_ok, char *err, size_t errlen)
+{
+    const struct sigil_db_param p[] = {instance_id ? SIGIL_DB_TEXT(instance_id) : SIGIL_DB_NULL};
+    struct sigil_db_res *res = NULL;
+    int r;
+
+    *all_ok = true;
+    if ((r = sigil_db_exec(
+             c,
+             "SELECT kind, state, coalesce(kid, issued_to, ''), key_ref, public_key_der,"
+             " coalesce(encode(cert_der, 'hex'), '') FROM ca_journal"
+             " WHERE state <> 'retired' AND key_ref IS NOT NULL"
+             " AND (kind <> 'x509_intermediate' OR (not_after > now()"
+             " AND ($1::text IS NULL OR issued_to = $1)))"
+             " ORDER BY kind DESC, id",
+             p, 1, &res)) != 0) {
+        snprintf(err, errlen, "CA journal: reading key references: %s",
+                 sigil_db_conn_error(c)->message);
+        return r;
+    }
+    if (sigil_db_res_rows(res) == 0 && !failed_only)
+        fprintf(out, "no keys in the CA journal (a server makes them on first start)\n");
+    for (size_t i = 0; i < sigil_db_res_rows(res); i++) {
+        const char *kind = sigil_db_res_text(res, i, 0), *state = sigil_db_res_text(res, i, 1);
+        const char *who = sigil_db_res_text(res, i, 2);
+        uint8_t *pder = NULL;
+        size_t plen = 0;
+        bool needed = strcmp(state, "active") == 0 || strcmp(state, "prepared") == 0;
+
+        if (sigil_db_res_bytea(res, i, 4, &pder, &plen) != 0) {
+            fprintf(out, "key %-17s %-8s %s: FAILED (the journal's public key is unreadable)\n",
+                    kind, state, who);
+            *all_ok = *all_ok && !needed;
+            continue;
+        }
+        if (!check_one_key(key_dir, kind, state, who, sigil_db_res_text(res, i, 3), pder, plen,
+                           needed, failed_only, out))
+            *all_ok = false;
+        free(pder);
+    }
+    sigil_db_res_free(res);
+    return 0;
 }
 
 int

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <time.h>
 
 #include <jansson.h>
@@ -75,6 +76,22 @@ EVP_PKEY *sigil_ca_jwt_key(const struct sigil_ca *ca);
 const struct sigil_bundle *sigil_ca_bundle(const struct sigil_ca *ca);
 /* Writes the hex serial of cert (at most 40 digits, NUL-terminated) into hex. */
 void sigil_ca_serial_hex(X509 *cert, char hex[41]);
+
+/* The file a CA journal key_ref names: a bare file name is resolved in key_dir; a relative
+ * name with '/' or ".." (or an empty one) is refused with SIGIL_ERR_INVALID; an absolute path
+ * (rows from earlier versions) is kept, or, if that file is missing and key_dir holds one of
+ * the same name, replaced by it with *moved set. SIGIL_ERR_RANGE when out is too small. */
+int sigil_ca_key_path(const char *key_dir, const char *key_ref, char *out, size_t outlen,
+                      bool *moved);
+
+/* For `ca show --config`: checks the key file of every journal row that is not retired (roots,
+ * JWT keys, the unexpired intermediates of instance_id, or of all instances when NULL): it
+ * resolves, exists, is a regular file of mode 0600 or narrower, reads, and matches the
+ * journal's public key. One line per key goes to out (only the failed ones when failed_only);
+ * *all_ok is false when a key that is
+ * active or prepared fails. Nonzero (with err) only when the journal cannot be read. */
+int sigil_ca_check_keys(struct sigil_db_conn *c, const char *key_dir, const char *instance_id,
+                        bool failed_only, FILE *out, bool *all_ok, char *err, size_t errlen);
 
 /* Rotation, step 1: makes a new root (and JWT key) in state "prepared" and publishes both in
  * the bundle before anything is signed with them (F-8). Returns 0, SIGIL_ERR_EXISTS if one is

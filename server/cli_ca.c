@@ -30,7 +30,11 @@
     "Running servers follow within ca.check_interval. Each step is one transaction.\n"             \
     "\n"                                                                                           \
     "  show      the CA journal: roots and JWT keys in every state, unexpired intermediates,\n"    \
-    "            the bundle sequence; a root says until when SVIDs under it can be valid\n"        \
+    "            the bundle sequence; a root says until when SVIDs under it can be valid.\n"       \
+    "            With --config it also checks each key file (roots, JWT keys, this\n"              \
+    "            instance's intermediates): found in ca.key_dir, readable, mode 0600 or\n"         \
+    "            narrower, and the key the journal recorded; one line per key (with --output\n"    \
+    "            json only the failed ones, on stderr)\n"                                          \
     "  prepare   make a new root and JWT key and publish them in the bundle (the sequence\n"       \
     "            bumps) before anything is signed with them; give agents and federated\n"          \
     "            peers a refresh interval to fetch the bundle before you activate\n"               \
@@ -45,7 +49,9 @@
     "  --output json         the journal as JSON\n"                                                \
     "\n"                                                                                           \
     "Exit codes: 0 done; 1 failed or refused (nothing prepared, one prepared already, an old\n"    \
-    "root still in use, database unreachable); 2 the admin socket could not be reached or the\n"   \
+    "root still in use, database unreachable; show --config: an active or prepared key file\n"     \
+    "missing, unreadable, wider than 0600 or not the journal's); 2 the admin socket could not be " \
+    "reached or the\n"                                                                             \
     "answer was unreadable; 3 invalid configuration; 4 refused by the database's state\n"          \
     "(another trust domain, a CA key that does not match the journal); 64 a command line\n"        \
     "error.\n"
@@ -228,6 +234,25 @@ run_step(enum step step, const struct sigil_server_config *cfg, bool json)
     }
     if ((code = print_result(step, shown, json, retired)) != SIGIL_CLI_EXIT_OK)
         goto out;
+    if (step == STEP_SHOW) {
+        bool keys_ok;
+
+        /* with --output json only failed keys are told, on stderr: stdout stays one JSON
+         * document */
+        if (!json)
+            printf("\nkey files in %s:\n", cfg->ca_key_dir);
+        if ((r = sigil_ca_check_keys(c, cfg->ca_key_dir, cfg->instance_id, json,
+                                     json ? stderr : stdout, &keys_ok, err, sizeof err)) != 0) {
+            fprintf(stderr, "sigil-server ca: %s\n", err);
+            code = SIGIL_CLI_EXIT_FAIL;
+            goto out;
+        }
+        if (!keys_ok) {
+            fprintf(stderr, "sigil-server ca: a key the server needs is missing or does not match "
+                            "the CA journal (see the FAILED lines)\n");
+            code = SIGIL_CLI_EXIT_FAIL;
+        }
+    }
 out:
     json_decref(shown);
     sigil_ca_free(ca);

@@ -173,5 +173,89 @@ wait "$SPID"
 check "the server stops with exit 0" test $? = 0
 SPID=
 
+
+# --- key files are found relative to ca.key_dir: the whole directory may move
+check "the journal records key files by bare name (no '/')" \
+  test "$(q "SELECT count(*) FROM ca_journal WHERE key_ref LIKE '%/%'")" = 0
+BUNDLE_BEFORE=$(q "SELECT sequence || ' ' || md5(document::text) FROM bundles WHERE own")
+ROOTS_BEFORE=$(q "SELECT count(*) FROM ca_journal WHERE kind = 'x509_root'")
+mv "$TMP/keys" "$TMP/moved-keys"
+sed -i "s|key_dir: $TMP/keys|key_dir: $TMP/moved-keys|" "$TMP/server.yaml"
+start_server() { # log file; returns 0 once /ready answers 200, 1 if the server exits first
+  "$SERVER" run --config "$TMP/server.yaml" >"$1" 2>&1 &
+  SPID=$!
+  for _ in $(seq 1 200); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' --unix-socket "$TMP/srv.sock" http://localhost/ready 2>/dev/null)" = 200 ] && return 0
+    kill -0 "$SPID" 2>/dev/null || { wait "$SPID"; SPID=; return 1; }
+    sleep 0.1
+  done
+  return 1
+}
+stop_server() { kill -TERM "$SPID" && wait "$SPID"; local rc=$?; SPID=; return $rc; }
+check "after moving the key directory and changing ca.key_dir the server starts" \
+  start_server "$TMP/server-moved.log"
+check "... with the same bundle (sequence and document)" \
+  test "$(q "SELECT sequence || ' ' || md5(document::text) FROM bundles WHERE own")" = "$BUNDLE_BEFORE"
+check "... and made no new root" \
+  test "$(q "SELECT count(*) FROM ca_journal WHERE kind = 'x509_root'")" = "$ROOTS_BEFORE"
+check "... and stops with exit 0" stop_server
+
+# rows written by earlier versions hold absolute paths; the moved files are still found
+q "UPDATE ca_journal SET key_ref = '$TMP/keys/' || key_ref WHERE state IN ('active', 'prepared')" >/dev/null
+check "old absolute key paths whose files moved into ca.key_dir: the server starts" \
+  start_server "$TMP/server-abs.log"
+check "... logs once that the journal holds an old absolute path" \
+  test "$(grep -c "old absolute key path" "$TMP/server-abs.log")" = 1
+check "... with the same bundle" \
+  test "$(q "SELECT sequence || ' ' || md5(document::text) FROM bundles WHERE own")" = "$BUNDLE_BEFORE"
+stop_server >/dev/null
+q "UPDATE ca_journal SET key_ref = regexp_replace(key_ref, '^.*/', '') WHERE key_ref LIKE '/%'" >/dev/null
+
+# a relative key_ref may not leave ca.key_dir, even when the file it reaches is the right key
+q "UPDATE ca_journal SET key_ref = '../moved-keys/' || key_ref WHERE kind = 'x509_root' AND state = 'active'" >/dev/null
+if start_server "$TMP/server-trav.log"; then
+  notok "a key_ref with '../' is refused (the server started)"
+  stop_server >/dev/null
+else
+  ok "a key_ref with '../' is refused: the server does not start"
+fi
+check "... and says why, naming the key_ref" grep -q 'key_ref .*[.][.]/moved-keys/root-.* is refused' "$TMP/server-trav.log"
+q "UPDATE ca_journal SET key_ref = regexp_replace(key_ref, '^.*/', '') WHERE key_ref LIKE '%/%'" >/dev/null
+check "the key directory is still 0700 and the key files 0600" \
+  test "$(stat -c %a "$TMP/moved-keys")/$(stat -c %a "$TMP"/moved-keys/*.key | sort -u)" = 700/600
+
+# --- ca show --config checks the key files a server needs
+show() { # name: ca show --config, output in $TMP/name.show, exit code in $TMP/name.rc
+  local rc=0
+  "$SERVER" ca show --config "$TMP/server.yaml" >"$TMP/$1.show" 2>&1 || rc=$?
+  echo "$rc" >"$TMP/$1.rc"
+}
+ROOTKEY=$(q "SELECT key_ref FROM ca_journal WHERE kind = 'x509_root' AND state = 'active'")
+JWTKEY=$(q "SELECT key_ref FROM ca_journal WHERE kind = 'jwt_key' AND state = 'active'")
+show fine
+check "ca show --config with every key in place exits 0" test "$(rc fine)" = 0
+check "... with a status line per key (root, JWT key, this instance's intermediate)" \
+  test "$(grep -c '^key .*: ok$' "$TMP/fine.show")" -ge 3
+check "... and no FAILED line" test "$(grep -c FAILED "$TMP/fine.show")" = 0
+mv "$TMP/moved-keys/$ROOTKEY" "$TMP/root.aside"
+show noroot
+check "ca show --config with the root key deleted exits 1" test "$(rc noroot)" = 1
+check "... naming the missing root key file" \
+  grep -q "^key x509_root .*active .*FAILED (missing: $TMP/moved-keys/$ROOTKEY" "$TMP/noroot.show"
+cp "$TMP/moved-keys/$JWTKEY" "$TMP/moved-keys/$ROOTKEY"
+chmod 600 "$TMP/moved-keys/$ROOTKEY"
+show swapped
+check "ca show --config with another key in the root's file exits 1" test "$(rc swapped)" = 1
+check "... saying it does not match the journal" \
+  grep -q "^key x509_root .*FAILED (CA key .*$ROOTKEY does not match" "$TMP/swapped.show"
+mv "$TMP/root.aside" "$TMP/moved-keys/$ROOTKEY"
+chmod 644 "$TMP/moved-keys/$ROOTKEY"
+show wide
+check "ca show --config with the root key readable by others exits 1" test "$(rc wide)" = 1
+check "... naming the mode" grep -q "mode 0644, wider than 0600" "$TMP/wide.show"
+chmod 600 "$TMP/moved-keys/$ROOTKEY"
+show again
+check "ca show --config exits 0 again once the right key is back" test "$(rc again)" = 0
+
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
