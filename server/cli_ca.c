@@ -50,10 +50,11 @@
     "\n"                                                                                           \
     "Exit codes: 0 done; 1 failed or refused (nothing prepared, one prepared already, an old\n"    \
     "root still in use, database unreachable; show --config: an active or prepared key file\n"     \
-    "missing, unreadable, wider than 0600 or not the journal's); 2 the admin socket could not\n"   \
-    "be reached or the answer was unreadable; 3 invalid configuration; 4 refused by the\n"         \
-    "database's state (another trust domain, a CA key that does not match the journal); 64 a\n"    \
-    "command line error.\n"
+    "missing, unreadable, wider than 0600 or not the journal's);\n"                                \
+    "2 the admin socket could not be reached or the answer was unreadable; 3 invalid\n"            \
+    "configuration; 4 refused by the database's state (another trust domain, a CA key that\n"      \
+    "does not match the journal); 64 a command line\n"                                             \
+    "error.\n"
 #define COMMON_SOCKET_HELP                                                                         \
     "  --admin-socket PATH   the server's admin socket (default: $SIGIL_ADMIN_SOCKET, else\n"      \
     "                        " SIGIL_CLI_ADMIN_SOCKET_DEFAULT ")\n"
