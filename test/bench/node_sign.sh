@@ -40,59 +40,22 @@ K=$(cpus_of "$SCPUS" | wc -l)
 SHARED=$(comm -12 <(cpus_of "$SCPUS") <(cpus_of "$CCPUS") | wc -l)
 SECS=${1:-10}
 SPEED_SECS=$(( (SECS + 1) / 2 ))
-PGDIR=$BUILD/pg-bench-node-sign
-PG=$SRC/deploy/local/pg
-"$PG" start "$PGDIR" >/dev/null || { echo "cannot start PostgreSQL" >&2; exit 1; }
-SOCK=$PGDIR/socket
-DB=sigil_bench_sign_$$
-TMP=$(mktemp -d /tmp/sigil-bs.XXXXXX)
-SRV_PID=
-cleanup() {
-  [ -n "$SRV_PID" ] && { kill -TERM "$SRV_PID" 2>/dev/null; wait "$SRV_PID" 2>/dev/null; }
-  psql -h "$SOCK" -U sigil -d postgres -qc "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true
-  "$PG" stop "$PGDIR" >/dev/null 2>&1 || true
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-until_ok() {
-  local secs=$1 i
-  shift
-  for i in $(seq 1 $((secs * 5))); do
-    "$@" >/dev/null 2>&1 && return 0
-    sleep 0.2
-  done
-  return 1
-}
-psql -h "$SOCK" -U sigil -d postgres -qc "CREATE DATABASE $DB" || exit 1
-TD=example.org
-ADMIN=$TMP/admin.sock
-PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-export SIGIL_ADMIN_SOCKET=$ADMIN
-cat >"$TMP/server.yaml" <<EOF
-trust_domain: $TD
-database:
-  conninfo: host=$SOCK user=sigil dbname=$DB
-  pool_size: 2
-admin:
-  socket_path: $ADMIN
-node_api:
-  listen: 127.0.0.1:$PORT
-ca:
-  key_dir: $TMP/keys
-policy:
-  tier: off
-log:
-  level: warn
-EOF
+# the integration tests' stack (test/integration/lib/stack.sh): PostgreSQL, server config
+# shellcheck source=../integration/lib/common.sh
+. "$SRC/test/integration/lib/common.sh"
+# shellcheck source=../integration/lib/stack.sh
+. "$SRC/test/integration/lib/stack.sh"
+stack_init bench-node-sign
+PORT=$NODE_PORT
+stack_server_config "  tier: off"
 taskset -c "$SCPUS" "$SRV" run --config "$TMP/server.yaml" >"$TMP/server.log" 2>&1 &
 SRV_PID=$!
 until_ok 30 "$SRV" healthcheck --admin-socket "$ADMIN" || { cat "$TMP/server.log" >&2; exit 1; }
 until_ok 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$PORT" || { echo "node API not listening" >&2; exit 1; }
-"$SRV" bundle show >"$TMP/bundle.pem" 2>/dev/null
-TOKEN=$("$SRV" token generate --ttl 10m --agent-path /sigil/agent/bench 2>/dev/null |
-  sed -nE 's/^Token +: ([A-Za-z0-9_-]+)$/\1/p')
+stack_bundle
+TOKEN=$(stack_token /sigil/agent/bench)
 mkdir -p "$TMP/agent"
-"$CLIENT" "127.0.0.1:$PORT" "$TD" "$TMP/bundle.pem" "$TMP/agent" attest join_token "$TOKEN" >"$TMP/attest.out" 2>&1 ||
+"$CLIENT" "127.0.0.1:$PORT" "$TD" "$TMP/bootstrap.pem" "$TMP/agent" attest join_token "$TOKEN" >"$TMP/attest.out" 2>&1 ||
   { cat "$TMP/attest.out" >&2; exit 1; }
 AGENT_ID=$(sed -nE 's/^spiffe_id=//p' "$TMP/attest.out")
 ENTRY=$("$SRV" entry create --spiffe-id "spiffe://$TD/prod/onprem/bench/w" --parent-id "$AGENT_ID" \
@@ -101,7 +64,7 @@ ENTRY=$("$SRV" entry create --spiffe-id "spiffe://$TD/prod/onprem/bench/w" --par
   sed -nE 's/^Entry ID +: //p')
 [ -n "$ENTRY" ] || { echo "entry create failed" >&2; exit 1; }
 # the server's index learns the entry from its feed: wait until one signing succeeds
-until_ok 10 "$CLIENT" "127.0.0.1:$PORT" "$TD" "$TMP/bundle.pem" "$TMP/agent" sign "$ENTRY" "$TMP/one.pem" ||
+until_ok 10 "$CLIENT" "127.0.0.1:$PORT" "$TD" "$TMP/bootstrap.pem" "$TMP/agent" sign "$ENTRY" "$TMP/one.pem" ||
   { echo "the entry never became signable" >&2; exit 1; }
 # openssl speed ecdsap256 on the server's cores: "wall" runs K processes (-multi K) counting
 # per second of wall clock (-elapsed), as SVIDs/s is counted; "cpu" runs one process on one
@@ -121,7 +84,7 @@ speed() {
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); print ($12 + $13) / hz }' "/proc/$SRV_PID/stat"; }
 read -r SIGN1 VERIFY1 < <(speed wall) || { echo "openssl speed failed" >&2; exit 1; }
 CPU0=$(cpu_s)
-OUT=$(taskset -c "$CCPUS" "$BENCH" "127.0.0.1:$PORT" "$TD" "$TMP/bundle.pem" "$TMP/agent" "$ENTRY" \
+OUT=$(taskset -c "$CCPUS" "$BENCH" "127.0.0.1:$PORT" "$TD" "$TMP/bootstrap.pem" "$TMP/agent" "$ENTRY" \
   "$SECS" "${2:-100}" "${3:-2}" "spiffe://$TD/prod/onprem/bench/w")
 RC=$?
 CPU1=$(cpu_s)
