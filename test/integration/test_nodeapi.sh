@@ -9,13 +9,12 @@
 # banned agent and an evicted agent are refused with their reasons; the metrics count; a
 # restart keeps agents and entries. One line per check, then a summary.
 set -uo pipefail
-SRC=${SIGIL_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
-BUILD=${SIGIL_BUILD_DIR:-$SRC/build}
+# ok/notok/check/until_ok/free_port/need_built, SRC and BUILD
+# shellcheck source=lib/common.sh
+. "$(dirname "$0")/lib/common.sh"
 SRV=$BUILD/server/sigil-server
 CLIENT=$BUILD/test/nodeapi_client
-for b in "$SRV" "$CLIENT"; do
-  [ -x "$b" ] || { echo "not ok - $b is not built"; echo "0 passed, 1 failed"; exit 1; }
-done
+need_built "$SRV" "$CLIENT"
 PGDIR=$BUILD/pg-nodeapi
 PG=$SRC/deploy/local/pg
 "$PG" start "$PGDIR" >/dev/null || { echo "not ok - cannot start PostgreSQL"; exit 1; }
@@ -32,26 +31,6 @@ cleanup() {
   [ -n "${SIGIL_KEEP_TMP:-}" ] || rm -rf "$TMP"
 }
 trap cleanup EXIT
-
-passed=0
-failed=0
-ok() { echo "ok - $*"; passed=$((passed + 1)); }
-notok() { echo "not ok - $*"; failed=$((failed + 1)); }
-check() { # description, then a command
-  local what=$1
-  shift
-  if "$@" >/dev/null 2>&1; then ok "$what"; else notok "$what"; fi
-}
-until_ok() {
-  local secs=$1 i
-  shift
-  for i in $(seq 1 $((secs * 5))); do
-    "$@" >/dev/null 2>&1 && return 0
-    sleep 0.2
-  done
-  return 1
-}
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 psql -h "$SOCK" -U sigil -d postgres -qc "CREATE DATABASE $DB" || { echo "not ok - createdb"; exit 1; }
 TD=example.org
