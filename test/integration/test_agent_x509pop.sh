@@ -5,13 +5,12 @@
 # goes on serving. The agent dials the server by name (localhost). One line per check, then
 # "N passed, N failed".
 set -uo pipefail
-SRC=${SIGIL_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
-BUILD=${SIGIL_BUILD_DIR:-$SRC/build}
+# ok/notok/check/until_ok/free_port/need_built, SRC and BUILD
+# shellcheck source=lib/common.sh
+. "$(dirname "$0")/lib/common.sh"
 SRV=$BUILD/server/sigil-server
 AGENT=$BUILD/agent/sigil-agent
-for b in "$SRV" "$AGENT"; do
-  [ -x "$b" ] || { echo "not ok - $b is not built"; echo "0 passed, 1 failed"; exit 1; }
-done
+need_built "$SRV" "$AGENT"
 PGDIR=$BUILD/pg-agent-x509pop
 PG=$SRC/deploy/local/pg
 "$PG" start "$PGDIR" >/dev/null || { echo "not ok - cannot start PostgreSQL"; exit 1; }
@@ -29,24 +28,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-passed=0
-failed=0
-ok() { echo "ok - $*"; passed=$((passed + 1)); }
-notok() { echo "not ok - $*"; failed=$((failed + 1)); }
-check() { # description, then a command
-  local what=$1
-  shift
-  if "$@" >/dev/null 2>&1; then ok "$what"; else notok "$what"; return 1; fi
-}
-until_ok() { # seconds, then a command
-  local secs=$1 i
-  shift
-  for i in $(seq 1 $((secs * 5))); do
-    "$@" >/dev/null 2>&1 && return 0
-    sleep 0.2
-  done
-  return 1
-}
 attested() { test "$(grep -c 'node attested' "$TMP/agent.log")" -ge "$1"; }
 
 psql -h "$SOCK" -U sigil -d postgres -qc "CREATE DATABASE $DB" || { echo "not ok - createdb"; exit 1; }
